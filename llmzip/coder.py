@@ -4,7 +4,9 @@ constriction quantizes float probabilities itself; if the floats are `f - 1` for
 frequencies f >= 1 that sum to exactly 2**24, its scale factor is exactly 1 and its table equals
 ours bit for bit. Encoding needs only each symbol's interval, so it codes a 3-entry row
 (below, the symbol, above) per token: O(1) per token instead of O(vocabulary). Decoding needs the
-full row, because only the coder knows where the target falls.
+full row, because only the coder knows where the target falls: on a GPU that is done where the
+table is, by the device decoder in `llmzip.kernels.range_decode` (the same arithmetic, checked
+against constriction), which `device_decoders` returns.
 """
 from __future__ import annotations
 
@@ -43,9 +45,9 @@ class StreamEncoder:
         self._freqs: list[np.ndarray] = []
         self.bits_ideal = 0.0  # -log2 of the coded probabilities: the quantized model's cost
 
-    def push(self, low: torch.Tensor, freq: torch.Tensor) -> None:
-        low_np = low.to("cpu", torch.int64).numpy()
-        freq_np = freq.to("cpu", torch.int64).numpy()
+    def push(self, low: torch.Tensor | np.ndarray, freq: torch.Tensor | np.ndarray) -> None:
+        low_np = low.to("cpu", torch.int64).numpy() if isinstance(low, torch.Tensor) else low.astype(np.int64)
+        freq_np = freq.to("cpu", torch.int64).numpy() if isinstance(freq, torch.Tensor) else freq.astype(np.int64)
         self._lows.append(low_np)
         self._freqs.append(freq_np)
         self.bits_ideal += float(PRECISION * len(freq_np) - np.log2(freq_np).sum())
@@ -79,3 +81,10 @@ class StreamDecoder:
             # as an AssertionError ("Tried to decode from compressed data that is invalid").
             raise FormatError("corrupted file: a coded stream is invalid") from None
         return np.asarray(symbols, dtype=np.int64)
+
+
+def device_decoders(streams: list[bytes], rows_per_stream: int, device: torch.device):
+    """Decoders for several streams that run on the device next to the tables (see the module doc)."""
+    from .kernels.range_decode import RangeDecoders
+
+    return RangeDecoders(streams, rows_per_stream, device)
