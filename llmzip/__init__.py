@@ -52,7 +52,7 @@ def compress(data: bytes, model: Any = None, *, context: int = DEFAULT_CONTEXT, 
     """Compress `data` with `model` (None: the embedded default) and return the .llmz bytes."""
     base = _shared_codec(model, device, dtype)
     codec = base if (context, batch or base.batch) == (base.context, base.batch) else Codec(
-        base.model, context=context, batch=batch, quantizer=base.quantizer)
+        base.model, context=context, batch=batch, quantizer=base.quantizer, engine=base.engine)
     return codec.compress(bytes(data))
 
 

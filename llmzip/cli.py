@@ -47,11 +47,15 @@ def _add_model_options(p: argparse.ArgumentParser, coding: bool) -> None:
                    help="model dtype (default: float32 on CPU, bfloat16 on GPU; a file's own when decompressing)")
     if coding:
         p.add_argument("--context", type=int, default=512, help="tokens per window (default 512)")
-        p.add_argument("--batch", type=int, default=None, help="windows per model call (default: 16 on CPU, 32 on GPU)")
+        p.add_argument("--batch", type=int, default=None,
+                       help="windows per model call (default: 16 on CPU; on GPU as many as free memory holds, up to 512)")
         p.add_argument("--threads", type=int, default=None,
                        help="CPU threads (default: torch's; recorded in the file, which decodes with the same)")
         p.add_argument("--quantizer", default="auto", choices=["auto", "torch-v1", "triton-v1"],
                        help="logits-to-frequencies implementation (default: triton-v1 on GPU, torch-v1 on CPU)")
+        p.add_argument("--engine", default="auto", choices=["auto", "transformers", "static"],
+                       help="step engine (default: static with CUDA graphs on GPU for Llama-type models, "
+                            "else transformers)")
 
 
 def _add_io_options(p: argparse.ArgumentParser) -> None:
@@ -203,7 +207,8 @@ class _Codecs:
             a = self.args
             kwargs = dict(device=device, dtype=dtype)
             if a.command in ("compress", "c"):
-                kwargs.update(context=a.context, batch=a.batch, quantizer=a.quantizer, threads=a.threads)
+                kwargs.update(context=a.context, batch=a.batch, quantizer=a.quantizer, threads=a.threads,
+                              engine=a.engine)
             self._cache[key] = Codec(a.model, **kwargs)
         return self._cache[key]
 
@@ -311,8 +316,8 @@ def _cmd_info(args) -> int:
             ("parts", f"{info.stream_bytes} coded, {info.side_bytes} side, "
                       f"{info.compressed_bytes - info.stream_bytes - info.side_bytes} header and framing"),
             ("tokens", f"{info.tokens} in {info.blocks} block(s)"),
-            ("parameters", f"context {h.context}, batch {h.batch}, dtype {h.dtype}, device {h.device_class}, "
-                           f"threads {h.threads}, "
+            ("parameters", f"context {h.context}, batch {h.batch} ({h.windows_per_stream()} windows per stream), "
+                           f"dtype {h.dtype}, device {h.device_class}, threads {h.threads}, engine {h.engine}, "
                            f"attention {h.attention}, quantizer {h.quantizer}, precision {h.precision} bits"),
             ("coder", h.coder),
             ("software", h.software),

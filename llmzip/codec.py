@@ -5,6 +5,11 @@ same batch shapes: only where each step's tokens come from differs (the input wh
 range decoder when decoding). That is what makes the decoder's frequencies equal the encoder's
 bit for bit: full-sequence and step-by-step logits differ in their last bits, so encoding never
 takes the full-sequence shortcut.
+
+On a GPU nothing in a batch waits for the host: the engine's step (a CUDA-graph replay), the fused
+quantizer and the range decoder (`llmzip.kernels.range_decode`) all run on the device, the decoded
+tokens feed the next step there, and the host collects tokens (decoding) or intervals (encoding,
+then coded by constriction in one call per stream) once per batch.
 """
 from __future__ import annotations
 
@@ -16,15 +21,17 @@ import time
 from dataclasses import dataclass, field
 from typing import BinaryIO, Callable, Iterator
 
+import numpy as np
 import torch
 
 from . import container
-from .coder import CODER_ID, StreamDecoder, StreamEncoder
+from .coder import CODER_ID, StreamDecoder, StreamEncoder, device_decoders
 from .container import Block, Header, StreamReader, Trailer, crc32
 from .errors import ChecksumError, FormatError, ModelMismatchError, UnsupportedParameterError
+from .inference import ENGINES, TRANSFORMERS_ENGINE, StaticLlamaStepper, Stepper, make_stepper, pick_engine
 from .models import LoadedModel, load_model, software_versions
 from .quantize import (PRECISION, QUANTIZERS, TORCH_QUANTIZER, TRITON_QUANTIZER, check_quantizer_id, frequencies,
-                       intervals, quantizer_id)
+                       fused_cumulative, fused_intervals, intervals, quantizer_id)
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +40,9 @@ BLOCK_BYTES = 1 << 20  # input bytes per block: bounds memory, costs one partial
 # Windows stepped together: the decoder holds batch x vocabulary logits, so a file may not ask for
 # more (a 1 MiB block has only about 500 windows of 512 tokens anyway).
 MAX_BATCH = 1 << 12
+# Windows per coded stream. Streams are independent, so the device decoder runs one per program;
+# each costs a few bytes of termination, about 0.1% of 16 windows of 512 tokens.
+STREAM_WINDOWS = 16
 _LN2 = math.log(2.0)
 
 
@@ -79,13 +89,31 @@ class Stats:
         return 8.0 * self.stream_bytes / self.cross_entropy_bits - 1.0
 
 
-def _auto_batch(device: torch.device) -> int:
-    # On the CPU a step reads every weight whatever the batch (memory-bound at small batches):
-    # 16 windows per step measured 7x the tokens/s of one with SmolLM2-135M on two cores.
-    return 32 if device.type == "cuda" else 16
+def _auto_batch(model: LoadedModel, context: int) -> int:
+    """Windows per step: on the CPU 16; on a GPU as many as a third of its free memory holds.
+
+    On the CPU a step reads every weight whatever the batch (memory-bound at small batches): 16
+    windows per step measured 7x the tokens/s of one with SmolLM2-135M on two cores. On a GPU a
+    step's time is mostly reading the KV cache of every window, so more windows per step keep it
+    busy until memory runs out; a 1 MiB block has only about 550 windows of 512 tokens, hence the cap.
+    """
+    if model.device.type != "cuda":
+        return 16
+    free, _ = torch.cuda.mem_get_info(model.device)
+    config = model.config
+    heads = config.num_attention_heads
+    kv_heads = getattr(config, "num_key_value_heads", None) or heads
+    head_dim = getattr(config, "head_dim", None) or config.hidden_size // heads
+    itemsize = torch.finfo(model.dtype).bits // 8
+    kv = 2 * config.num_hidden_layers * kv_heads * head_dim * context * itemsize
+    # Logits in the model dtype and in float32 and float64 (the statistics), the int32 table.
+    per_window = kv + model.vocab_size * (itemsize + 4 + 8 + 4)
+    fits = max(1, free // 3 // per_window)
+    return int(min(512, 1 << (int(fits).bit_length() - 1)))
 
 
 def _pick_quantizer(name: str, device: torch.device) -> str:
+    name = name.split(":", 1)[0]  # an id with its launch configuration names the same quantizer
     if name == "auto":
         return TRITON_QUANTIZER if device.type == "cuda" else TORCH_QUANTIZER
     if name not in QUANTIZERS:
@@ -102,7 +130,8 @@ class Codec:
 
     def __init__(self, model: LoadedModel | str | None = None, *, context: int = DEFAULT_CONTEXT,
                  batch: int | None = None, device: str | torch.device | None = None,
-                 dtype: str | torch.dtype | None = None, quantizer: str = "auto", threads: int | None = None):
+                 dtype: str | torch.dtype | None = None, quantizer: str = "auto", threads: int | None = None,
+                 engine: str = "auto", stream_windows: int = STREAM_WINDOWS):
         self.model = model if isinstance(model, LoadedModel) else load_model(model, device=device, dtype=dtype)
         if not 1 <= context <= (1 << 20):
             raise UnsupportedParameterError(f"context must be between 1 and {1 << 20} tokens, not {context}")
@@ -110,9 +139,17 @@ class Codec:
         if limit and context > int(limit):
             raise UnsupportedParameterError(f"context {context} exceeds this model's {limit} positions")
         self.context = context
-        self.batch = batch or _auto_batch(self.model.device)
+        self.batch = batch or _auto_batch(self.model, context)
         if not 1 <= self.batch <= MAX_BATCH:
             raise UnsupportedParameterError(f"batch must be between 1 and {MAX_BATCH}, not {self.batch}")
+        if stream_windows < 1:
+            raise UnsupportedParameterError(f"stream_windows must be positive, not {stream_windows}")
+        self.stream_windows = min(stream_windows, self.batch)
+        self.engine = pick_engine(engine, self.model.model, self.model.device)
+        self._static_steppers: dict[tuple[int, int, str], StaticLlamaStepper] = {}
+        # Synchronize the GPU around each timed phase, so Stats splits time between model,
+        # quantizer and coder truthfully (benchmarks turn it on; it costs speed).
+        self.timing_sync = False
         self.quantizer = quantizer_id(_pick_quantizer(quantizer, self.model.device), self.model.vocab_size)
         # On the CPU the thread count splits the matrix work differently and changes the last bits
         # of the logits, so it is fixed per file; on a GPU it does not enter the numbers (0).
@@ -131,7 +168,8 @@ class Codec:
         return Header(model_name=m.name, model_fingerprint=m.fingerprint, tokenizer_fingerprint=m.table.fingerprint,
                       bos_id=m.bos_id, context=self.context, batch=self.batch, dtype=m.dtype_name,
                       device_class=m.device_class, threads=self.threads, attention=m.attention, quantizer=self.quantizer,
-                      precision=PRECISION, coder=CODER_ID, software=software_versions())
+                      precision=PRECISION, coder=CODER_ID, software=software_versions(), engine=self.engine,
+                      stream_windows=self.stream_windows)
 
     def check_header(self, header: Header) -> None:
         """Refuse, with what to do, anything in the file this codec cannot reproduce."""
@@ -160,6 +198,10 @@ class Codec:
             raise UnsupportedParameterError(
                 f"this file was compressed with {header.attention!r} attention, this model runs {m.attention!r}")
         check_quantizer_id(header.quantizer, m.vocab_size)
+        if header.engine not in ENGINES:
+            raise UnsupportedParameterError(
+                f"this file was coded with engine {header.engine!r}, unknown to this llmzip: upgrade llmzip")
+        pick_engine(header.engine, m.model, m.device)  # refuses an engine this model or device cannot run
         # The encoder refuses these too: a file that asks for more is corrupted or hostile, and
         # would otherwise index past the position table or allocate batch x vocabulary logits.
         limit = getattr(m.config, "max_position_embeddings", None)
@@ -174,41 +216,59 @@ class Codec:
     # ------------------------------------------------------------------------------------------
     # The lockstep loop shared by both directions
 
-    def _code_batch(self, lengths: list[int], quantizer: str, stats: Stats,
-                    choose: Callable[[int, torch.Tensor, torch.Tensor, list[int]], torch.Tensor],
-                    on_step: Callable[[int], None] | None = None) -> list[list[int]]:
-        """Step `len(lengths)` windows together; `choose` supplies each step's tokens.
+    def _stepper(self, engine: str, rows: int, context: int) -> Stepper:
+        """A stepper for a new batch: the static engine's (and its CUDA graphs) are kept for reuse."""
+        if engine == TRANSFORMERS_ENGINE:
+            return make_stepper(engine, self.model.model, rows, context)
+        key = (rows, context, engine)
+        stepper = self._static_steppers.get(key)
+        if stepper is None:
+            if len(self._static_steppers) >= 4:  # a block's last batch has its own shape; keep a few
+                self._static_steppers.clear()
+            stepper = self._static_steppers[key] = make_stepper(engine, self.model.model, rows, context)
+        else:
+            stepper.reset()
+        return stepper
 
-        Every step feeds all windows (a finished window is fed BOS and its output ignored), so the
-        batch shape is the same in both directions whatever the window lengths.
+    @contextlib.contextmanager
+    def _clock(self, stats: Stats, name: str) -> Iterator[None]:
+        """Add the time spent inside to stats.<name>; with `timing_sync` the GPU's queued work counts too."""
+        sync = self.timing_sync and self.model.device.type == "cuda"
+        if sync:
+            torch.cuda.synchronize(self.model.device)
+        started = time.perf_counter()
+        yield
+        if sync:
+            torch.cuda.synchronize(self.model.device)
+        setattr(stats, name, getattr(stats, name) + time.perf_counter() - started)
+
+    def _code_batch(self, lengths: list[int], engine: str, context: int, stats: Stats,
+                    choose: Callable[[int, torch.Tensor, int], torch.Tensor],
+                    on_step: Callable[[int], None] | None = None) -> None:
+        """Step `len(lengths)` windows together; `choose(step, logits, running)` returns the step's
+        tokens (running,) on the model's device, for the windows still running.
+
+        Windows are consecutive slices of a block, all full but the last, so the windows still
+        running at any step are a prefix of the batch. Every step feeds all windows (a finished
+        window is fed BOS and its output ignored), so the batch shape is the same in both
+        directions whatever the window lengths; nothing here waits for the GPU.
         """
         m = self.model
         n = len(lengths)
-        tokens: list[list[int]] = [[] for _ in range(n)]
+        if any(a < b for a, b in zip(lengths, lengths[1:])):
+            raise AssertionError("window lengths must not increase within a batch")
+        stepper = self._stepper(engine, n, context)
         feed = torch.full((n, 1), m.bos_id, dtype=torch.long, device=m.device)
-        cache = None
         for step in range(max(lengths)):
-            t0 = time.perf_counter()
-            out = m.model(input_ids=feed, past_key_values=cache, use_cache=True)
-            cache = out.past_key_values
-            logits = out.logits[:, -1, :]
-            t1 = time.perf_counter()
-            freqs = frequencies(logits, quantizer)
-            t2 = time.perf_counter()
-            active = [i for i in range(n) if lengths[i] > step]
-            chosen = choose(step, logits, freqs, active)
-            t3 = time.perf_counter()
-            stats.model_seconds += t1 - t0
-            stats.quantize_seconds += t2 - t1
-            stats.coder_seconds += t3 - t2
+            with self._clock(stats, "model_seconds"):
+                logits = stepper.step(feed)
+            running = sum(1 for length in lengths if length > step)
+            chosen = choose(step, logits, running)
+            continuing = sum(1 for length in lengths if length > step + 1)
             feed = torch.full((n, 1), m.bos_id, dtype=torch.long, device=m.device)
-            for row, token in zip(active, chosen.tolist()):
-                tokens[row].append(token)
-                if lengths[row] > step + 1:
-                    feed[row, 0] = token
+            feed[:continuing, 0] = chosen[:continuing]
             if on_step is not None:
-                on_step(len(active))
-        return tokens
+                on_step(running)
 
     def _windows(self, n_tokens: int, context: int, batch: int) -> Iterator[tuple[int, list[int]]]:
         """(first token index, window lengths) for each batch of a block."""
@@ -217,12 +277,19 @@ class Codec:
             group = starts[b : b + batch]
             yield group[0], [min(context, n_tokens - s) for s in group]
 
+    @staticmethod
+    def _stream_rows(n: int, per_stream: int) -> list[range]:
+        """The windows of a batch that share each coded stream."""
+        return [range(s, min(s + per_stream, n)) for s in range(0, n, per_stream)]
+
     # ------------------------------------------------------------------------------------------
     # Compression
 
     def _encode_block(self, data: bytes, stats: Stats, on_step: Callable[[int, int], None]) -> Block:
         """Code one block; `on_step(tokens done in block, tokens in block)` reports progress."""
         ids, side = self.model.tokenizer.encode(data)
+        device = self.model.device
+        fused = self.quantizer.startswith(TRITON_QUANTIZER)
         done = [0]
 
         def step_done(count: int) -> None:
@@ -231,24 +298,45 @@ class Codec:
 
         streams = []
         for first, lengths in self._windows(len(ids), self.context, self.batch):
-            encoder = StreamEncoder()
-            windows = [ids[first + i * self.context : first + i * self.context + n] for i, n in enumerate(lengths)]
+            n, steps = len(lengths), max(lengths)
+            # Step-major on the device: row t holds every window's token t (BOS-padded).
+            known_steps = torch.full((steps, n), self.model.bos_id, dtype=torch.long)
+            for i, length in enumerate(lengths):
+                start = first + i * self.context
+                known_steps[:length, i] = torch.tensor(ids[start : start + length], dtype=torch.long)
+            known_steps = known_steps.to(device)
+            lows = torch.zeros((steps, n), dtype=torch.int64, device=device)
+            freqs = torch.ones((steps, n), dtype=torch.int64, device=device)
+            nll_total = torch.zeros((), dtype=torch.float64, device=device)
 
-            def choose(step: int, logits: torch.Tensor, freqs: torch.Tensor, active: list[int]) -> torch.Tensor:
-                known = torch.tensor([windows[i][step] for i in active], dtype=torch.long, device=freqs.device)
-                rows = torch.tensor(active, dtype=torch.long, device=freqs.device)
-                low, freq = intervals(freqs.index_select(0, rows), known)
-                encoder.push(low, freq)
-                x = logits.index_select(0, rows).double()
-                nll = torch.logsumexp(x, dim=-1) - x.gather(-1, known.unsqueeze(-1)).squeeze(-1)
-                stats.cross_entropy_bits += float(nll.sum()) / _LN2
+            def choose(step: int, logits: torch.Tensor, running: int) -> torch.Tensor:
+                nonlocal nll_total
+                known = known_steps[step, :running]
+                with self._clock(stats, "quantize_seconds"):
+                    if fused:  # the kernel computes each row's interval without writing a table
+                        low, freq = fused_intervals(logits[:running], known)
+                    else:
+                        low, freq = intervals(frequencies(logits, self.quantizer)[:running], known)
+                    lows[step, :running] = low
+                    freqs[step, :running] = freq
+                # The estimate beside the real size: float32 per token (1e-7 relative), summed in float64.
+                x = logits[:running].float()
+                nll = torch.logsumexp(x, dim=-1) - x.gather(-1, known[:, None])[:, 0]
+                nll_total = nll_total + nll.double().sum()
                 return known
 
-            self._code_batch(lengths, self.quantizer, stats, choose, step_done)
-            t0 = time.perf_counter()
-            streams.append(encoder.finish())
-            stats.coder_seconds += time.perf_counter() - t0
-            stats.quantized_bits += encoder.bits_ideal
+            self._code_batch(lengths, self.engine, self.context, stats, choose, step_done)
+            with self._clock(stats, "coder_seconds"):
+                running = np.array(lengths)[None, :] > np.arange(steps)[:, None]
+                low_host, freq_host = lows.cpu().numpy(), freqs.cpu().numpy()
+                for rows in self._stream_rows(n, self.stream_windows):
+                    cols = slice(rows.start, rows.stop)
+                    coded = running[:, cols]  # step-major, window-minor: the coding order
+                    encoder = StreamEncoder()
+                    encoder.push(low_host[:, cols][coded], freq_host[:, cols][coded])
+                    streams.append(encoder.finish())
+                    stats.quantized_bits += encoder.bits_ideal
+            stats.cross_entropy_bits += float(nll_total) / _LN2
         stats.tokens += len(ids)
         stats.text_bytes += len(self.model.table.join(ids))
         stats.side_bytes += len(side)
@@ -282,35 +370,57 @@ class Codec:
     # Decompression
 
     def _decode_block(self, block: Block, header: Header, stats: Stats, on_step: Callable[[int], None]) -> bytes:
-        vocab = self.model.vocab_size
         # Everything checkable without the model is checked first: the side channel and the token
         # count against the block size, and every stream's framing.
         plan = self.model.tokenizer.plan(block.side, block.raw_len, block.n_tokens)
-        decoders = [StreamDecoder(stream) for stream in block.streams]
-        token_lengths = self.model.table.lengths
-        text_bytes = [0]
+        if any(len(s) % 4 or not s for s in block.streams):
+            raise FormatError("corrupted file: a coded stream is empty or not a whole number of words")
+        on_device = header.quantizer.startswith(TRITON_QUANTIZER)
+        per_stream = header.windows_per_stream()
+        streams = iter(block.streams)
+        text_len = 0
         ids: list[int] = []
-        for (first, lengths), decoder in zip(self._windows(block.n_tokens, header.context, header.batch),
-                                             decoders, strict=True):
+        for first, lengths in self._windows(block.n_tokens, header.context, header.batch):
+            n, steps = len(lengths), max(lengths)
+            groups = self._stream_rows(n, per_stream)
+            batch_streams = [next(streams) for _ in groups]
+            decoded = torch.zeros((steps, n), dtype=torch.long, device=self.model.device)
+            if on_device:
+                decoder = device_decoders(batch_streams, per_stream, self.model.device)
+            else:
+                decoders = [StreamDecoder(stream) for stream in batch_streams]
 
-            def choose(step: int, logits: torch.Tensor, freqs: torch.Tensor, active: list[int],
-                       decoder: StreamDecoder = decoder) -> torch.Tensor:
-                rows = torch.tensor(active, dtype=torch.long, device=freqs.device)
-                symbols = decoder.decode(freqs.index_select(0, rows))
-                if symbols.size and (symbols.min() < 0 or symbols.max() >= vocab):
+            def choose(step: int, logits: torch.Tensor, running: int) -> torch.Tensor:
+                if on_device:  # the table stays on the device; only tokens come out, with no sync
+                    with self._clock(stats, "quantize_seconds"):
+                        cdf = fused_cumulative(logits[:running])
+                    with self._clock(stats, "coder_seconds"):
+                        tokens = decoder.decode(cdf, running)
+                else:
+                    with self._clock(stats, "quantize_seconds"):
+                        freqs = frequencies(logits, header.quantizer)
+                    with self._clock(stats, "coder_seconds"):
+                        parts = [decoders[g].decode(freqs[rows.start : min(rows.stop, running)])
+                                 for g, rows in enumerate(groups) if rows.start < running]
+                        tokens = torch.from_numpy(np.concatenate(parts)).to(self.model.device)
+                decoded[step, :running] = tokens
+                return tokens
+
+            self._code_batch(lengths, header.engine, header.context, stats, choose, on_step)
+            if on_device and decoder.failed():
+                raise FormatError("corrupted file: a coded stream is invalid")
+            decoded_host = decoded.cpu().numpy()
+            for i, length in enumerate(lengths):
+                window = decoded_host[:length, i]
+                if window.size and (window.min() < 0 or window.max() >= self.model.vocab_size):
                     raise FormatError("corrupted file: a coded stream decodes to an impossible token")
-                sizes = token_lengths[symbols]
-                text_bytes[0] += int(sizes.sum())
-                # Fail at the first impossible token, not after the whole block.
-                if symbols.size and sizes.min() < 1:
+                sizes = self.model.table.lengths[window]
+                if window.size and sizes.min() < 1:
                     raise FormatError("corrupted file: decoded a token that has no byte string")
-                if text_bytes[0] > plan.text_len:
+                text_len += int(sizes.sum())
+                if text_len > plan.text_len:
                     raise FormatError("corrupted file: the decoded text is longer than the block layout allows")
-                return torch.from_numpy(symbols)
-
-            windows = self._code_batch(lengths, header.quantizer, stats, choose, on_step)
-            for window in windows:
-                ids.extend(window)
+                ids.extend(window.tolist())
         data = self.model.tokenizer.decode(ids, block.side, block.raw_len, plan)
         if crc32(data) != block.raw_crc:
             raise ChecksumError("corrupted file: a decoded block does not match its checksum; no output was kept")

@@ -29,7 +29,7 @@ from typing import BinaryIO, Callable, Iterator
 from .errors import FormatError, LLMZipError
 
 MAGIC = b"\x89LLZ"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2 added engine and stream_windows; version 1 files still decode
 BLOCK_TAG = 0x01
 END_TAG = 0x00
 
@@ -147,6 +147,18 @@ class Header:
     coder: str  # range coder and its stream format version
     software: str  # torch and transformers versions that encoded; checked loosely
     extra: dict[str, str] = field(default_factory=dict)  # reserved for later fields
+    engine: str = "transformers"  # what computed the logits step by step, see inference.py
+    stream_windows: int = 0  # windows per coded stream (0: a whole batch per stream, as in version 1)
+
+    def windows_per_stream(self) -> int:
+        return self.stream_windows or self.batch
+
+    def streams_in(self, n_tokens: int) -> int:
+        """How many coded streams a block of n_tokens has: per batch, one per stream_windows windows."""
+        n_windows = -(-n_tokens // self.context)
+        full, last = divmod(n_windows, self.batch)
+        per = self.windows_per_stream()
+        return full * -(-self.batch // per) + -(-last // per)
 
     def to_bytes(self) -> bytes:
         out = bytearray()
@@ -166,10 +178,12 @@ class Header:
         for key, value in sorted(self.extra.items()):
             _write_string(out, key)
             _write_string(out, value)
+        _write_string(out, self.engine)
+        write_varint(out, self.stream_windows)
         return bytes(out)
 
     @classmethod
-    def from_bytes(cls, body: bytes | memoryview) -> "Header":
+    def from_bytes(cls, body: bytes | memoryview, version: int = FORMAT_VERSION) -> "Header":
         r = Reader(body, "the header")
         name = r.string()
         model_fp, tok_fp = bytes(r.take(16)), bytes(r.take(16))
@@ -186,9 +200,13 @@ class Header:
         for _ in range(r.varint(64, "the number of extra fields")):
             key = r.string()
             extra[key] = r.string()
+        engine, stream_windows = "transformers", 0
+        if version >= 2:
+            engine = r.string()
+            stream_windows = r.varint(batch, "the windows per stream")  # 0: the whole batch
         r.expect_end()
         return cls(name, model_fp, tok_fp, bos, context, batch, dtype, device_class, threads, attention,
-                   quantizer, precision, coder, software, extra)
+                   quantizer, precision, coder, software, extra, engine, stream_windows)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -200,8 +218,9 @@ class Block:
     """One independently decodable piece of the input.
 
     `side` carries what the model does not code (raw bytes and the layout that splices them back,
-    see tokenization.py), already packed. `streams` holds one range-coder stream per batch of
-    windows; the windows of a block are `ceil(n_tokens / context)` consecutive slices of its tokens.
+    see tokenization.py), already packed. `streams` holds the range-coder streams: per batch of
+    windows, one per `stream_windows` of them; the windows of a block are `ceil(n_tokens / context)`
+    consecutive slices of its tokens.
     """
 
     raw_len: int
@@ -231,11 +250,10 @@ class Block:
         raw_crc = r.u32()
         n_tokens = r.varint(raw_len, "the token count")
         side = bytes(r.take(r.varint(r.remaining, "the side data length")))
-        n_windows = -(-n_tokens // header.context)
-        n_batches = -(-n_windows // header.batch)
-        if r.varint(r.remaining, "the stream count") != n_batches:
+        n_streams = header.streams_in(n_tokens)
+        if r.varint(r.remaining, "the stream count") != n_streams:
             raise FormatError("corrupted file: a block's stream count does not match its token count")
-        lengths = [r.varint(r.remaining, "a stream length") for _ in range(n_batches)]
+        lengths = [r.varint(r.remaining, "a stream length") for _ in range(n_streams)]
         if sum(lengths) != r.remaining:
             raise FormatError("corrupted file: a block's stream lengths do not add up")
         streams = [bytes(r.take(n)) for n in lengths]
@@ -328,7 +346,7 @@ class StreamReader:
             raise FormatError("corrupted file: the header checksum does not match")
         size_prefix = bytearray()
         write_varint(size_prefix, body_len)
-        return Header.from_bytes(body), len(MAGIC) + 1 + len(size_prefix) + body_len + 4
+        return Header.from_bytes(body, version), len(MAGIC) + 1 + len(size_prefix) + body_len + 4
 
     def blocks(self, header: Header) -> Iterator[tuple[Block, int]]:
         """Yield (block, its size on disk); ends after the trailer, stored in self.trailer."""

@@ -100,3 +100,18 @@ def intervals(freqs: torch.Tensor, tokens: torch.Tensor) -> tuple[torch.Tensor, 
     freq = freqs.gather(-1, index).squeeze(-1).long()
     low = cdf.gather(-1, index).squeeze(-1) - freq
     return low, freq
+
+
+def fused_intervals(logits: torch.Tensor, tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(low, frequency) of each row's token straight from the logits, with the Triton quantizer's
+    numbers (its kernel answers the query without writing a table)."""
+    from .kernels import quantize as triton_quantize
+
+    return triton_quantize.intervals(logits, tokens)
+
+
+def fused_cumulative(logits: torch.Tensor) -> torch.Tensor:
+    """The Triton quantizer's inclusive int32 cumulative table (rows, V), for the device decoder."""
+    from .kernels import quantize as triton_quantize
+
+    return triton_quantize.cumulative(logits)

@@ -20,8 +20,26 @@ def _header(**over) -> Header:
 
 
 def test_header_round_trip():
-    h = _header(extra={"a": "b"})
+    h = _header(extra={"a": "b"}, engine="static-v1+graphs", stream_windows=3)
     assert Header.from_bytes(h.to_bytes()) == h
+
+
+def test_version_1_header_reads_with_its_implied_fields():
+    """Version 1 had no engine or stream_windows: transformers, and one stream per batch."""
+    h = _header(engine="transformers", stream_windows=0)
+    body = h.to_bytes()
+    v1_body = body[: -(1 + len(b"transformers") + 1)]  # drop the engine string and stream_windows
+    old = Header.from_bytes(v1_body, version=1)
+    assert old == h and old.windows_per_stream() == h.batch
+
+
+@pytest.mark.parametrize("n_tokens,context,batch,per,expected", [
+    (0, 4, 2, 0, 0), (1, 4, 2, 0, 1), (16, 4, 2, 0, 2), (17, 4, 2, 0, 3),
+    (40, 4, 5, 2, 6),  # 10 windows: two batches of 5, each cut into streams of 2, 2 and 1 windows
+    (24, 4, 5, 2, 4),  # 6 windows: a batch of 5 (3 streams), then one window (1 stream)
+])
+def test_stream_count(n_tokens, context, batch, per, expected):
+    assert _header(context=context, batch=batch, stream_windows=per).streams_in(n_tokens) == expected
 
 
 @pytest.mark.parametrize("value", [0, 1, 127, 128, 300, 2**32, 2**63 - 1])
