@@ -225,7 +225,7 @@ def environment_block(data: dict, run: dict | None) -> str:
         f"constriction {env['constriction']}, numpy {env['numpy']}, Python {env['python']}, {env['platform']}",
         "- load average when the run ended (1, 5, 15 min): "
         + ", ".join(f"{x:.2f}" for x in env.get("load_average") or []),
-        f"- settings: context {opts['context']}, batch {opts['batch'] or 'default (16 on CPU, 32 on GPU)'}, "
+        f"- settings: context {opts['context']}, batch {opts['batch'] or 'default (16 on CPU)'}, "
         f"first {opts['sample_bytes']:,} bytes of each file, classic compressors timed {opts['repeats']} times "
         f"(median), information capacity bias {opts['bias']}",
     ]
@@ -347,9 +347,49 @@ def replot() -> None:
                         data["models"])
 
 
+def gpu_speed_section(path: Path) -> str:
+    """The end-to-end speed run of bench/gpu_speed.py, or a plain statement that there is none."""
+    lines = ["## Speed on a GPU (`bench/gpu_speed.py`)", ""]
+    if not path.is_file():
+        lines.append("Not yet measured: no GPU was lent to the task that produced these results. The command, "
+                     "on a machine with a CUDA GPU: `python bench/gpu_speed.py ../shared/corpus/*.txt --out "
+                     "bench/results/gpu_speed.json` (add `--random-weights FOLDER` where the real weights cannot "
+                     "travel), then `python bench/make_results.py --write`.")
+        return "\n".join(lines) + "\n"
+    r = json.loads(path.read_text())
+    env, settings, floor = r["environment"], r["settings"], r["floor"]
+    lines += [
+        f"- model: {r['model']}, {env['dtype']}, context {settings['context']}, batch {settings['batch']} "
+        f"({settings['stream_windows']} windows per stream), engine {settings['engine']}, "
+        f"quantizer {settings['quantizer']}",
+        f"- machine: {', '.join(env['gpu'] or []) or env['cpu']}; torch {env['torch']}, triton {env['triton']}, "
+        f"transformers {env['transformers']}; measured {env['date']}",
+        f"- input: {r['input_bytes']:,} bytes, {r['tokens']:,} tokens, {r['bits_per_byte']:.3f} bits/byte; "
+        f"round trip verified",
+        "",
+    ]
+    rows = []
+    for direction in ("compress", "decompress"):
+        d, sh = r[direction], r["shares"][direction]
+        rows.append([direction, f(d["bytes_per_second"] / 1e6), f(d["tokens_per_second"], ",.0f"),
+                     *(f"{100 * sh[k]:.0f}%" for k in ("model", "kernels", "coder", "other")),
+                     f(r["floor"][f"{direction}_gap"], ".1f")])
+    rows.append(["floor", f(floor["bytes_per_second"] / 1e6), f(floor["tokens_per_second"], ",.0f"),
+                 "", "", "", "", "1.0"])
+    lines.append(table(["", "MB/s", "tokens/s", "model", "kernels", "coder", "other", "x floor"], rows))
+    m = r["measured"]
+    lines += ["", f"Medians of {len(r['compress']['seconds'])} runs. Time shares come from a separate pass "
+              "that synchronizes the GPU around each phase. The floor is a {bound}-bound step: "
+              "{mb:.1f} MB read (weights and every window's KV cache) at the measured copy bandwidth "
+              "{bw:.0f} GB/s, against {gf:.1f} GFLOP at the measured {tf:.1f} TFLOP/s.".format(
+                  bound=floor["bound"], mb=floor["step_bytes"] / 1e6, bw=m["copy_read_bytes_per_second"] / 1e9,
+                  gf=floor["step_flops"] / 1e9, tf=m["matmul_flops_per_second"] / 1e12)]
+    return "\n".join(lines) + "\n"
+
+
 def write() -> None:
     replot()
-    sections = [run_section(*r) for r in RUNS]
+    sections = [run_section(*r) for r in RUNS] + [gpu_speed_section(RESULTS / "gpu_speed.json")]
     doc = [
         "# llmzip benchmark results",
         "",
@@ -357,8 +397,9 @@ def write() -> None:
         "`bench/cpu_results.sh` and `bench/gemma_results.sh` write; do not edit by hand. Every llmzip "
         "output here was decompressed and compared with its input.",
         "",
-        "**GPU figures are not yet measured**: no GPU was lent to the task that produced these results. "
-        "Device and dtype of each run are in its settings below.",
+        ("GPU speed is in the last section." if (RESULTS / "gpu_speed.json").is_file() else
+         "**GPU figures are not yet measured**: no GPU was lent to the task that produced these results.")
+        + " Device and dtype of each run are in its settings below.",
         "",
         "**Timings are noisy.** The machine (2 cores) is shared with other work; each run states the load "
         "average when it ended. "
