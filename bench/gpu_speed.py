@@ -216,11 +216,11 @@ def report(r: dict) -> None:
           f"({r['bits_per_byte']:.3f} bits/byte)")
     for direction in ("compress", "decompress"):
         d, s = r[direction], r["shares"][direction]
-        print(f"{direction:>10}: {d['bytes_per_second'] / 1e6:8.3f} MB/s  {d['tokens_per_second']:10.0f} tokens/s  "
+        print(f"{direction:>10}: {d['bytes_per_second'] / 1e6:8.4g} MB/s  {d['tokens_per_second']:10.0f} tokens/s  "
               f"(median of {len(d['seconds'])}); time in model {s['model']:.0%}, kernels {s['kernels']:.0%}, "
               f"coder {s['coder']:.0%}, other {s['other']:.0%}")
     f = r["floor"]
-    print(f"{'floor':>10}: {f['bytes_per_second'] / 1e6:8.3f} MB/s  {f['tokens_per_second']:10.0f} tokens/s  "
+    print(f"{'floor':>10}: {f['bytes_per_second'] / 1e6:8.4g} MB/s  {f['tokens_per_second']:10.0f} tokens/s  "
           f"({f['bound']}-bound: {f['step_bytes'] / 1e6:.1f} MB and {f['step_flops'] / 1e9:.1f} GFLOP per step; "
           f"measured {r['measured']['copy_read_bytes_per_second'] / 1e9:.0f} GB/s copy, "
           f"{r['measured']['matmul_flops_per_second'] / 1e12:.1f} TFLOP/s matmul); "

@@ -5,7 +5,10 @@ flushed between runs):
 
 - triton freqs+cdf: llmzip.kernels.quantize.frequencies_and_cumulative (one launch, both tables);
 - triton intervals: llmzip.kernels.quantize.intervals (the encoder's path: no table is written);
-- torch freqs+cdf: llmzip.quantize.frequencies_torch followed by torch.cumsum.
+- torch freqs+cdf: llmzip.quantize.frequencies_torch followed by torch.cumsum;
+
+and, for the decoder's coder work per step, the device range decoder (llmzip.kernels.range_decode,
+16 windows per stream) against constriction decoding on the host after copying the table over.
 
 Throughput is reported as GB/s of logits read (rows * V * itemsize / time), next to the bandwidth of
 a plain device-to-device copy measured in the same run (bytes read / time), which is the ceiling a
@@ -124,6 +127,42 @@ def bench_case(batch: int, vocab: int, dtype_name: str, warmup: int, rep: int) -
     }
 
 
+def decoder_case(batch: int, vocab: int, stream_windows: int, warmup: int, rep: int) -> dict[str, object]:
+    """One decoding step's coder work for `batch` rows: the device range decoder (on the table the
+    quantizer leaves on the GPU) against constriction on the host (the table copied over first)."""
+    import time
+
+    import numpy as np
+    import torch
+    from triton.testing import do_bench
+
+    import constriction
+    from llmzip.kernels import quantize as kernels
+    from llmzip.kernels.range_decode import RangeDecoders
+
+    generator = torch.Generator(device="cuda").manual_seed(batch + vocab)
+    logits = (torch.randn(batch, vocab, device="cuda", generator=generator) * 3).to(torch.bfloat16)
+    freqs, cdf = kernels.frequencies_and_cumulative(logits)
+    streams = [np.random.default_rng(s).integers(0, 2**32, 4096, dtype=np.uint64).astype("<u4").tobytes()
+               for s in range(-(-batch // stream_windows))]
+    decoder = RangeDecoders(streams, stream_windows, "cuda")  # garbage words: the work per token is the same
+    device_ms = do_bench(lambda: decoder.decode(cdf, batch), warmup=warmup, rep=rep, return_mode="median")
+
+    family = constriction.stream.model.Categorical(perfect=False)
+    host = constriction.stream.queue.RangeDecoder(np.frombuffer(streams[0], dtype="<u4").copy())
+    times = []
+    for _ in range(5):
+        torch.cuda.synchronize()
+        t0 = time.perf_counter()
+        rows = (freqs - 1).float().cpu().numpy()  # the copy a host decoder needs every step
+        host.decode(family, np.ascontiguousarray(rows))
+        times.append(time.perf_counter() - t0)
+    host_ms = 1e3 * sorted(times)[len(times) // 2]
+    return {"batch": batch, "vocab": vocab, "stream_windows": stream_windows, "device_ms": device_ms,
+            "host_ms": host_ms, "device_tokens_per_s": batch / device_ms * 1e3,
+            "host_tokens_per_s": batch / host_ms * 1e3}
+
+
 def markdown(results: list[dict[str, object]], copy: dict[str, float], env: dict[str, object]) -> str:
     lines = [
         f"GPU: {env['gpu']} (sm {env['compute_capability']}, {env['sm_count']} SMs); torch {env['torch']} "
@@ -146,6 +185,17 @@ def markdown(results: list[dict[str, object]], copy: dict[str, float], env: dict
     return "\n".join(lines)
 
 
+def decoder_markdown(results: list[dict[str, object]]) -> str:
+    lines = ["", "Coder work per decoding step: the device range decoder vs constriction on the host "
+             "(table copied to the host, then decoded)", "",
+             "| batch | V | windows per stream | device ms | device tokens/s | host ms | host tokens/s |",
+             "|---:|---:|---:|---:|---:|---:|---:|"]
+    for r in results:
+        lines.append(f"| {r['batch']} | {r['vocab']} | {r['stream_windows']} | {r['device_ms']:.3f} "
+                     f"| {r['device_tokens_per_s']:,.0f} | {r['host_ms']:.1f} | {r['host_tokens_per_s']:,.0f} |")
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     import torch
@@ -162,10 +212,13 @@ def main(argv: list[str] | None = None) -> int:
             for batch in args.batches:
                 results.append(bench_case(batch, vocab, dtype_name, args.warmup, args.rep))
                 torch.cuda.empty_cache()
+    decoders = [decoder_case(batch, vocab, 16, args.warmup, args.rep)
+                 for vocab in args.vocabs for batch in args.batches]
     print(markdown(results, copy, env))
+    print(decoder_markdown(decoders))
     if args.out is not None:
         args.out.parent.mkdir(parents=True, exist_ok=True)
-        payload = {"environment": env, "copy": copy, "results": results,
+        payload = {"environment": env, "copy": copy, "results": results, "decoder": decoders,
                    "method": "triton.testing.do_bench, median, L2 flushed between runs"}
         args.out.write_text(json.dumps(payload, indent=2) + "\n")
         print(f"\nwrote {args.out}")

@@ -371,10 +371,10 @@ def gpu_speed_section(path: Path) -> str:
     rows = []
     for direction in ("compress", "decompress"):
         d, sh = r[direction], r["shares"][direction]
-        rows.append([direction, f(d["bytes_per_second"] / 1e6), f(d["tokens_per_second"], ",.0f"),
+        rows.append([direction, f(d["bytes_per_second"] / 1e6, ".4g"), f(d["tokens_per_second"], ",.0f"),
                      *(f"{100 * sh[k]:.0f}%" for k in ("model", "kernels", "coder", "other")),
                      f(r["floor"][f"{direction}_gap"], ".1f")])
-    rows.append(["floor", f(floor["bytes_per_second"] / 1e6), f(floor["tokens_per_second"], ",.0f"),
+    rows.append(["floor", f(floor["bytes_per_second"] / 1e6, ".4g"), f(floor["tokens_per_second"], ",.0f"),
                  "", "", "", "", "1.0"])
     lines.append(table(["", "MB/s", "tokens/s", "model", "kernels", "coder", "other", "x floor"], rows))
     m = r["measured"]

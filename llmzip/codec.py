@@ -28,7 +28,8 @@ from . import container
 from .coder import CODER_ID, StreamDecoder, StreamEncoder, device_decoders
 from .container import Block, Header, StreamReader, Trailer, crc32
 from .errors import ChecksumError, FormatError, ModelMismatchError, UnsupportedParameterError
-from .inference import ENGINES, TRANSFORMERS_ENGINE, StaticLlamaStepper, Stepper, make_stepper, pick_engine
+from .inference import (ENGINES, TRANSFORMERS_ENGINE, StaticLlamaStepper, Stepper, fixed_numerics, make_stepper,
+                        pick_engine)
 from .models import LoadedModel, load_model, software_versions
 from .quantize import (PRECISION, QUANTIZERS, TORCH_QUANTIZER, TRITON_QUANTIZER, check_quantizer_id, frequencies,
                        fused_cumulative, fused_intervals, intervals, quantizer_id)
@@ -291,14 +292,25 @@ class Codec:
         device = self.model.device
         fused = self.quantizer.startswith(TRITON_QUANTIZER)
         done = [0]
+        streams: list[bytes] = []
+        # A batch's streams are coded on the host while the next batch runs on the device: its
+        # intervals are copied off asynchronously, and coded once that batch has a few steps queued.
+        unfinished: list[Callable[[], None]] = []
+
+        def finish_previous() -> None:
+            while unfinished:
+                unfinished.pop(0)()
 
         def step_done(count: int) -> None:
             done[0] += count
             on_step(done[0], len(ids))
+            if unfinished and steps_queued[0] >= 2:
+                finish_previous()
+            steps_queued[0] += 1
 
-        streams = []
         for first, lengths in self._windows(len(ids), self.context, self.batch):
             n, steps = len(lengths), max(lengths)
+            steps_queued = [0]
             # Step-major on the device: row t holds every window's token t (BOS-padded).
             known_steps = torch.full((steps, n), self.model.bos_id, dtype=torch.long)
             for i, length in enumerate(lengths):
@@ -326,22 +338,42 @@ class Codec:
                 return known
 
             self._code_batch(lengths, self.engine, self.context, stats, choose, step_done)
+            finish_previous()  # a batch shorter than three steps
+            unfinished.append(self._stream_coder(lengths, lows, freqs, nll_total, stats, streams))
+        finish_previous()
+        stats.tokens += len(ids)
+        stats.text_bytes += len(self.model.table.join(ids))
+        stats.side_bytes += len(side)
+        stats.stream_bytes += sum(len(s) for s in streams)
+        return Block(raw_len=len(data), raw_crc=crc32(data), n_tokens=len(ids), side=side, streams=streams)
+
+    def _stream_coder(self, lengths: list[int], lows: torch.Tensor, freqs: torch.Tensor, nll_total: torch.Tensor,
+                      stats: Stats, streams: list[bytes]) -> Callable[[], None]:
+        """Start copying a batch's intervals to the host; the returned call codes them into `streams`."""
+        on_gpu = lows.device.type == "cuda"
+        host = [torch.empty(t.shape, dtype=t.dtype, pin_memory=on_gpu) for t in (lows, freqs, nll_total)]
+        for target, source in zip(host, (lows, freqs, nll_total)):
+            target.copy_(source, non_blocking=on_gpu)
+        copied = torch.cuda.Event() if on_gpu else None
+        if copied is not None:
+            copied.record()
+
+        def code() -> None:
             with self._clock(stats, "coder_seconds"):
-                running = np.array(lengths)[None, :] > np.arange(steps)[:, None]
-                low_host, freq_host = lows.cpu().numpy(), freqs.cpu().numpy()
-                for rows in self._stream_rows(n, self.stream_windows):
+                if copied is not None:
+                    copied.synchronize()
+                low_host, freq_host = host[0].numpy(), host[1].numpy()
+                running = np.array(lengths)[None, :] > np.arange(low_host.shape[0])[:, None]
+                for rows in self._stream_rows(len(lengths), self.stream_windows):
                     cols = slice(rows.start, rows.stop)
                     coded = running[:, cols]  # step-major, window-minor: the coding order
                     encoder = StreamEncoder()
                     encoder.push(low_host[:, cols][coded], freq_host[:, cols][coded])
                     streams.append(encoder.finish())
                     stats.quantized_bits += encoder.bits_ideal
-            stats.cross_entropy_bits += float(nll_total) / _LN2
-        stats.tokens += len(ids)
-        stats.text_bytes += len(self.model.table.join(ids))
-        stats.side_bytes += len(side)
-        stats.stream_bytes += sum(len(s) for s in streams)
-        return Block(raw_len=len(data), raw_crc=crc32(data), n_tokens=len(ids), side=side, streams=streams)
+                stats.cross_entropy_bits += float(host[2]) / _LN2
+
+        return code
 
     def compressor(self, target: BinaryIO, progress: ProgressCallback | None = None,
                    block_bytes: int = BLOCK_BYTES) -> "StreamCompressor":
@@ -450,7 +482,7 @@ class Codec:
                     fraction = done[0] / block.n_tokens if block.n_tokens else 1.0
                     progress(Progress(consumed + int(fraction * size), stats.tokens + done[0]))
 
-            with torch.inference_mode(), _torch_threads(header.threads):
+            with _coding(header.threads, header.batch, compressing=False):
                 data = self._decode_block(block, header, stats, on_step)
             consumed += size
             stats.blocks += 1
@@ -484,6 +516,21 @@ class Codec:
         out = io.BytesIO()
         self.decompress_stream(io.BytesIO(blob), out, progress)
         return out.getvalue()
+
+
+@contextlib.contextmanager
+def _coding(threads: int, batch: int, compressing: bool) -> Iterator[None]:
+    """The settings every model step runs under, and a GPU running out of memory made actionable."""
+    try:
+        with torch.inference_mode(), _torch_threads(threads), fixed_numerics():
+            yield
+    except torch.cuda.OutOfMemoryError:
+        if compressing:
+            raise UnsupportedParameterError(
+                f"out of GPU memory with {batch} windows per step: compress with a smaller --batch") from None
+        raise UnsupportedParameterError(
+            f"out of GPU memory: this file steps {batch} windows at once; decompress it on a GPU with more free "
+            "memory") from None
 
 
 @contextlib.contextmanager
@@ -573,7 +620,7 @@ class StreamCompressor:
                 fraction = tokens_done / tokens_total if tokens_total else 1.0
                 progress(Progress(done_before + int(fraction * len(data)), stats.tokens + tokens_done))
 
-        with torch.inference_mode(), _torch_threads(self._codec.threads):
+        with _coding(self._codec.threads, self._codec.batch, compressing=True):
             block = self._codec._encode_block(data, stats, on_step)
         framed = container.write_block(self._target, block)
         stats.blocks += 1

@@ -15,8 +15,9 @@ per such span), so early steps do not pay for the whole context.
 """
 from __future__ import annotations
 
+import contextlib
 import math
-from typing import Protocol
+from typing import Iterator, Protocol
 
 import torch
 import torch.nn.functional as F
@@ -29,6 +30,26 @@ GRAPHS_SUFFIX = "+graphs"
 ENGINES = (TRANSFORMERS_ENGINE, STATIC_ENGINE, STATIC_ENGINE + GRAPHS_SUFFIX)
 _MIN_SPAN = 16
 _STATIC_ROPE_TYPES = ("default", "linear", "llama3")
+
+
+@contextlib.contextmanager
+def fixed_numerics() -> Iterator[None]:
+    """PyTorch's default GPU matmul switches while coding, whatever the calling program set.
+
+    TF32 and reduced-precision reductions change the last bits of a matrix product; a program that
+    turned TF32 on (for training, say) must not encode files that a plain decoder cannot reproduce.
+    """
+    matmul = torch.backends.cuda.matmul
+    names = ("allow_tf32", "allow_fp16_reduced_precision_reduction", "allow_bf16_reduced_precision_reduction")
+    saved = {name: getattr(matmul, name) for name in names}
+    try:
+        matmul.allow_tf32 = False
+        matmul.allow_fp16_reduced_precision_reduction = True
+        matmul.allow_bf16_reduced_precision_reduction = True
+        yield
+    finally:
+        for name, value in saved.items():
+            setattr(matmul, name, value)
 
 
 class Stepper(Protocol):

@@ -83,3 +83,33 @@ def test_unknown_engine_in_a_file_is_refused(llama, alice):
     header = inspect(Codec(llama, context=32, batch=2, engine="static").compress(alice[:100])).header
     with pytest.raises(UnsupportedParameterError, match="'static-v9', unknown to this llmzip"):
         Codec(llama).check_header(replace(header, engine="static-v9"))
+
+
+def test_coding_runs_under_fixed_matmul_switches(llama, alice):
+    """A caller's TF32 switch would change GPU logits: coding runs with PyTorch's defaults, then restores it."""
+    seen = []
+    hook = llama.model.register_forward_pre_hook(lambda *_: seen.append(torch.backends.cuda.matmul.allow_tf32))
+    previous = torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = True
+    try:
+        blob = Codec(llama, context=16, batch=2).compress(alice[:60])
+        assert torch.backends.cuda.matmul.allow_tf32 is True
+    finally:
+        torch.backends.cuda.matmul.allow_tf32 = previous
+        hook.remove()
+    assert seen and not any(seen)
+    assert Codec(llama).decompress(blob) == alice[:60]
+
+
+def test_running_out_of_gpu_memory_says_what_to_do(llama, alice, monkeypatch):
+    codec = Codec(llama, context=16, batch=2)
+    blob = codec.compress(alice[:60])
+
+    def out_of_memory(*args, **kwargs):
+        raise torch.cuda.OutOfMemoryError("CUDA out of memory")
+
+    monkeypatch.setattr(codec, "_code_batch", out_of_memory)
+    with pytest.raises(UnsupportedParameterError, match="smaller --batch"):
+        codec.compress(alice[:60])
+    with pytest.raises(UnsupportedParameterError, match="steps 2 windows at once"):
+        codec.decompress(blob)
