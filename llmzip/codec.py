@@ -166,7 +166,9 @@ class Codec:
 
     def _header(self) -> Header:
         m = self.model
-        return Header(model_name=m.name, model_fingerprint=m.fingerprint, tokenizer_fingerprint=m.table.fingerprint,
+        size = container.FINGERPRINT_BYTES[container.FORMAT_VERSION]
+        return Header(model_name=m.name, model_fingerprint=m.fingerprint[:size],
+                      tokenizer_fingerprint=m.table.fingerprint[:size],
                       bos_id=m.bos_id, context=self.context, batch=self.batch, dtype=m.dtype_name,
                       device_class=m.device_class, threads=self.threads, attention=m.attention, quantizer=self.quantizer,
                       precision=PRECISION, coder=CODER_ID, software=software_versions(), engine=self.engine,
@@ -175,7 +177,8 @@ class Codec:
     def check_header(self, header: Header) -> None:
         """Refuse, with what to do, anything in the file this codec cannot reproduce."""
         m = self.model
-        if header.model_fingerprint != m.fingerprint or header.tokenizer_fingerprint != m.table.fingerprint:
+        size = len(header.model_fingerprint)  # 16 bytes in version 1 files, 8 since
+        if header.model_fingerprint != m.fingerprint[:size] or header.tokenizer_fingerprint != m.table.fingerprint[:size]:
             raise ModelMismatchError(
                 f"this file was compressed with model {header.model_name!r}, not with {m.name!r} "
                 f"(fingerprint {header.model_fingerprint.hex()[:12]}); pass that model with --model")

@@ -29,7 +29,9 @@ from typing import BinaryIO, Callable, Iterator
 from .errors import FormatError, LLMZipError
 
 MAGIC = b"\x89LLZ"
-FORMAT_VERSION = 2  # 2 added engine and stream_windows; version 1 files still decode
+FORMAT_VERSION = 2  # 2 added engine and stream_windows, shortened fingerprints; version 1 files still decode
+# Fingerprint length by format version: 64 bits tell models apart as well as 128 and save 16 bytes.
+FINGERPRINT_BYTES = {1: 16, 2: 8}
 BLOCK_TAG = 0x01
 END_TAG = 0x00
 
@@ -133,8 +135,8 @@ class Header:
     """Everything that decides the numbers the coder sees; the decoder must reproduce all of it."""
 
     model_name: str
-    model_fingerprint: bytes  # 16 bytes: hash of the weights as loaded (see models.py)
-    tokenizer_fingerprint: bytes  # 16 bytes: hash of the token byte table (see tokenization.py)
+    model_fingerprint: bytes  # hash of the weights as loaded (see models.py), FINGERPRINT_BYTES long
+    tokenizer_fingerprint: bytes  # hash of the token byte table (see tokenization.py), as long
     bos_id: int
     context: int  # tokens per window; each window starts again from BOS
     batch: int  # windows run in lockstep per model call
@@ -160,12 +162,13 @@ class Header:
         per = self.windows_per_stream()
         return full * -(-self.batch // per) + -(-last // per)
 
-    def to_bytes(self) -> bytes:
+    def to_bytes(self, version: int = FORMAT_VERSION) -> bytes:
+        """The header body as format `version` writes it (older versions for compatibility tests)."""
         out = bytearray()
         _write_string(out, self.model_name)
         for fp in (self.model_fingerprint, self.tokenizer_fingerprint):
-            if len(fp) != 16:
-                raise ValueError("fingerprints are 16 bytes")
+            if len(fp) != FINGERPRINT_BYTES[version]:
+                raise ValueError(f"format version {version} has {FINGERPRINT_BYTES[version]}-byte fingerprints")
             out += fp
         for number in (self.bos_id, self.context, self.batch, self.threads):
             write_varint(out, number)
@@ -178,15 +181,16 @@ class Header:
         for key, value in sorted(self.extra.items()):
             _write_string(out, key)
             _write_string(out, value)
-        _write_string(out, self.engine)
-        write_varint(out, self.stream_windows)
+        if version >= 2:
+            _write_string(out, self.engine)
+            write_varint(out, self.stream_windows)
         return bytes(out)
 
     @classmethod
     def from_bytes(cls, body: bytes | memoryview, version: int = FORMAT_VERSION) -> "Header":
         r = Reader(body, "the header")
         name = r.string()
-        model_fp, tok_fp = bytes(r.take(16)), bytes(r.take(16))
+        model_fp, tok_fp = bytes(r.take(FINGERPRINT_BYTES[version])), bytes(r.take(FINGERPRINT_BYTES[version]))
         bos = r.varint(1 << 32, "the BOS id")
         context = r.varint(1 << 24, "the context")
         batch = r.varint(1 << 20, "the batch size")

@@ -11,7 +11,7 @@ from llmzip.container import (MAGIC, Block, Header, StreamReader, Trailer, write
 
 
 def _header(**over) -> Header:
-    fields = dict(model_name="tiny", model_fingerprint=bytes(range(16)), tokenizer_fingerprint=bytes(16),
+    fields = dict(model_name="tiny", model_fingerprint=bytes(range(8)), tokenizer_fingerprint=bytes(8),
                   bos_id=1, context=512, batch=4, dtype="float32", device_class="cpu-x86_64-avx2",
                   threads=2, attention="sdpa", quantizer="torch-v1", precision=24, coder="constriction-0.5",
                   software="torch x")
@@ -25,12 +25,13 @@ def test_header_round_trip():
 
 
 def test_version_1_header_reads_with_its_implied_fields():
-    """Version 1 had no engine or stream_windows: transformers, and one stream per batch."""
-    h = _header(engine="transformers", stream_windows=0)
-    body = h.to_bytes()
-    v1_body = body[: -(1 + len(b"transformers") + 1)]  # drop the engine string and stream_windows
-    old = Header.from_bytes(v1_body, version=1)
+    """Version 1 had 16-byte fingerprints and no engine or stream_windows: transformers, one stream per batch."""
+    h = _header(model_fingerprint=bytes(range(16)), tokenizer_fingerprint=bytes(16), engine="transformers",
+                stream_windows=0)
+    old = Header.from_bytes(h.to_bytes(version=1), version=1)
     assert old == h and old.windows_per_stream() == h.batch
+    with pytest.raises(ValueError, match="8-byte"):
+        h.to_bytes()
 
 
 @pytest.mark.parametrize("n_tokens,context,batch,per,expected", [

@@ -103,3 +103,23 @@ def test_thread_count_is_recorded_and_reproduced(gpt2, alice):
     blob = Codec(gpt2, context=64, batch=2, threads=2).compress(alice[:400])
     assert inspect(blob).header.threads == 2
     assert Codec(gpt2, threads=1).decompress(blob) == alice[:400]
+
+
+def test_version_1_files_still_decode(llama, alice):
+    """A file as version 1 wrote it (16-byte fingerprints, no engine or stream_windows fields, one
+    stream per batch) decodes with this version."""
+    import io
+    from dataclasses import replace
+
+    from llmzip.container import MAGIC, StreamReader, crc32, write_varint
+
+    data = alice[:400]
+    blob = Codec(llama, context=32, batch=3).compress(data)  # 3 windows per batch: one stream each, as in v1
+    header, size = StreamReader(io.BytesIO(blob)).read_header()
+    v1 = replace(header, model_fingerprint=llama.fingerprint, tokenizer_fingerprint=llama.table.fingerprint,
+                 engine="transformers", stream_windows=0)
+    body = v1.to_bytes(version=1)
+    prefix = bytearray(MAGIC) + bytes([1])
+    write_varint(prefix, len(body))
+    old_file = bytes(prefix) + body + crc32(body).to_bytes(4, "little") + blob[size:]
+    assert Codec(llama).decompress(old_file) == data
