@@ -262,17 +262,19 @@ class Codec:
         if any(a < b for a, b in zip(lengths, lengths[1:])):
             raise AssertionError("window lengths must not increase within a batch")
         stepper = self._stepper(engine, n, context)
+        steps = max(lengths)
+        # running[t]: windows with a token at step t (a prefix of the batch, see above).
+        running = (np.array(lengths)[None, :] > np.arange(steps + 1)[:, None]).sum(axis=1).tolist()
         feed = torch.full((n, 1), m.bos_id, dtype=torch.long, device=m.device)
-        for step in range(max(lengths)):
+        for step in range(steps):
             with self._clock(stats, "model_seconds"):
                 logits = stepper.step(feed)
-            running = sum(1 for length in lengths if length > step)
-            chosen = choose(step, logits, running)
-            continuing = sum(1 for length in lengths if length > step + 1)
+            chosen = choose(step, logits, running[step])
+            continuing = running[step + 1]
             feed = torch.full((n, 1), m.bos_id, dtype=torch.long, device=m.device)
             feed[:continuing, 0] = chosen[:continuing]
             if on_step is not None:
-                on_step(running)
+                on_step(running[step])
 
     def _windows(self, n_tokens: int, context: int, batch: int) -> Iterator[tuple[int, list[int]]]:
         """(first token index, window lengths) for each batch of a block."""
