@@ -107,8 +107,9 @@ def _auto_batch(model: LoadedModel, context: int) -> int:
     head_dim = getattr(config, "head_dim", None) or config.hidden_size // heads
     itemsize = torch.finfo(model.dtype).bits // 8
     kv = 2 * config.num_hidden_layers * kv_heads * head_dim * context * itemsize
-    # Logits in the model dtype and in float32 and float64 (the statistics), the int32 table.
-    per_window = kv + model.vocab_size * (itemsize + 4 + 8 + 4)
+    # Per row of logits: the model's output, a float32 copy and its exponentials (the statistics),
+    # and the quantizer's int32 table.
+    per_window = kv + model.vocab_size * (itemsize + 4 + 4 + 4)
     fits = max(1, free // 3 // per_window)
     return int(min(512, 1 << (int(fits).bit_length() - 1)))
 
