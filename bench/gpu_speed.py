@@ -114,16 +114,11 @@ def floor(codec: Codec, tokens: int, bandwidth: float, flops_rate: float) -> dic
     FLOPs (llmzip.measure.flops) times B.
     """
     m = codec.model
-    config = m.config
-    heads = config.num_attention_heads
-    kv_heads = getattr(config, "num_key_value_heads", None) or heads
-    head_dim = getattr(config, "head_dim", None) or config.hidden_size // heads
-    itemsize = torch.finfo(m.dtype).bits // 8
     weight_bytes = sum(p.numel() * p.element_size() for p in m.model.parameters())
-    kv_per_token = 2 * config.num_hidden_layers * kv_heads * head_dim * itemsize * (codec.context + 1) / 2
+    kv_per_token = m.kv_bytes_per_token * (codec.context + 1) / 2
     batch = codec.batch
     step_bytes = weight_bytes + batch * kv_per_token
-    step_flops = batch * flops_per_token(config, codec.context)
+    step_flops = batch * flops_per_token(m.config, codec.context)
     step_seconds = max(step_bytes / bandwidth, step_flops / flops_rate)
     return {"weight_bytes": weight_bytes, "kv_bytes_per_token": kv_per_token, "step_bytes": step_bytes,
             "step_flops": step_flops, "step_seconds": step_seconds, "tokens_per_second": batch / step_seconds,

@@ -101,12 +101,8 @@ def _auto_batch(model: LoadedModel, context: int) -> int:
     if model.device.type != "cuda":
         return 16
     free, _ = torch.cuda.mem_get_info(model.device)
-    config = model.config
-    heads = config.num_attention_heads
-    kv_heads = getattr(config, "num_key_value_heads", None) or heads
-    head_dim = getattr(config, "head_dim", None) or config.hidden_size // heads
     itemsize = torch.finfo(model.dtype).bits // 8
-    kv = 2 * config.num_hidden_layers * kv_heads * head_dim * context * itemsize
+    kv = model.kv_bytes_per_token * context
     # Per row of logits: the model's output, a float32 copy and its exponentials (the statistics),
     # and the quantizer's int32 table.
     per_window = kv + model.vocab_size * (itemsize + 4 + 4 + 4)

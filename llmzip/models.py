@@ -78,6 +78,15 @@ class LoadedModel:
     def config(self) -> Any:
         return self.model.config
 
+    @property
+    def kv_bytes_per_token(self) -> int:
+        """Bytes of keys and values one cached position holds across all layers, in the model dtype."""
+        config = self.config
+        heads = config.num_attention_heads
+        kv_heads = getattr(config, "num_key_value_heads", None) or heads
+        head_dim = getattr(config, "head_dim", None) or config.hidden_size // heads
+        return 2 * config.num_hidden_layers * kv_heads * head_dim * torch.finfo(self.dtype).bits // 8
+
 
 def device_class(device: torch.device) -> str:
     """What, besides the software, decides the float results: the processor family and its ISA."""

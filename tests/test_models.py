@@ -81,3 +81,8 @@ def test_cache_location_follows_environment(monkeypatch, tmp_path):
     monkeypatch.delenv("LLMZIP_CACHE")
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
     assert models.cache_root() == tmp_path / "xdg" / "llmzip"
+
+
+def test_kv_bytes_per_token(llama):
+    # 2 layers x (keys + values) x 2 KV heads x head_dim 64/4 = 16 x 4 bytes of float32
+    assert llama.kv_bytes_per_token == 2 * 2 * 2 * 16 * 4
