@@ -16,6 +16,7 @@ per such span), so early steps do not pay for the whole context.
 from __future__ import annotations
 
 import contextlib
+import inspect
 import math
 from typing import Iterator, Protocol
 
@@ -60,15 +61,33 @@ class Stepper(Protocol):
         ...
 
 
+def cache_keyword(model: torch.nn.Module) -> str:
+    """The keyword the model's forward takes its KV cache by, found in its signature.
+
+    transformers 5.24 renamed `past_key_values` to `cache`, in the forward's arguments and in its
+    outputs; the old name still works there but warns on every call (a FutureWarning on stderr, twice
+    per CLI run) and goes in 5.40. Every release from 4.56 (the oldest pyproject.toml allows) to 5.23
+    knows only `past_key_values`. Asking the signature, not the version number, also serves a model
+    class that a release left on the old name.
+    """
+    try:
+        parameters = inspect.signature(model.forward).parameters
+    except (TypeError, ValueError):  # no introspectable signature: the name every release knows
+        return "past_key_values"
+    return "cache" if "cache" in parameters else "past_key_values"
+
+
 class TransformersStepper:
     """The model's own forward with its dynamic cache."""
 
     def __init__(self, model: torch.nn.Module, rows: int):
         self.model, self.rows, self.cache = model, rows, None
+        self.cache_keyword = cache_keyword(model)
 
     def step(self, feed: torch.Tensor) -> torch.Tensor:
-        out = self.model(input_ids=feed, past_key_values=self.cache, use_cache=True)
-        self.cache = out.past_key_values
+        out = self.model(input_ids=feed, use_cache=True, **{self.cache_keyword: self.cache})
+        # Outputs follow the same rename; reading the old name logs a deprecation from 5.24 on.
+        self.cache = out["cache"] if "cache" in out else out["past_key_values"]
         return out.logits[:, -1, :]
 
 

@@ -9,7 +9,7 @@ import torch
 from llmzip import Codec
 from llmzip.errors import UnsupportedParameterError
 from llmzip.inference import (STATIC_ENGINE, TRANSFORMERS_ENGINE, StaticLlamaStepper, TransformersStepper,
-                              make_stepper, pick_engine)
+                              cache_keyword, make_stepper, pick_engine)
 from llmzip.info import inspect
 
 
@@ -32,6 +32,39 @@ def test_static_engine_computes_what_transformers_computes(llama):
     static.reset()
     again = _run(static, tokens)
     assert all(torch.equal(a, b) for a, b in zip(ours, again))
+
+
+class _Output(dict):
+    @property
+    def logits(self) -> torch.Tensor:
+        return self["logits"]
+
+
+class _BeforeCacheRename(torch.nn.Module):
+    """A causal LM as transformers 4.56 to 5.23 shaped it: the KV cache goes in and comes out as
+    `past_key_values` (5.24 renamed both to `cache`)."""
+
+    def __init__(self, inner: torch.nn.Module):
+        super().__init__()
+        self.inner = inner
+
+    def forward(self, input_ids=None, past_key_values=None, use_cache=None):
+        out = self.inner(input_ids=input_ids, use_cache=use_cache, **{cache_keyword(self.inner): past_key_values})
+        return _Output(logits=out.logits, past_key_values=out["cache"] if "cache" in out else out["past_key_values"])
+
+
+@pytest.mark.parametrize("fixture", ["llama", "gpt2"])
+def test_transformers_engine_speaks_both_cache_keywords(fixture, request):
+    """The stepper finds the cache's name in the forward's signature: the older API gives the same
+    logits, bit for bit. (The installed release's own API is what every other test runs, and a
+    deprecated name there would fail them: see tests/conftest.py.)"""
+    model = request.getfixturevalue(fixture)
+    torch.manual_seed(0)
+    tokens = torch.randint(0, model.vocab_size, (2, 12))
+    older = TransformersStepper(_BeforeCacheRename(model.model), 2)
+    assert older.cache_keyword == "past_key_values"
+    for a, b in zip(_run(TransformersStepper(model.model, 2), tokens), _run(older, tokens)):
+        assert torch.equal(a, b)
 
 
 def test_static_engine_refuses_past_its_context(llama):
