@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import importlib.metadata
 import io
 import logging
 import os
@@ -39,6 +40,35 @@ class FileError(Exception):
 # ---------------------------------------------------------------------------------------------
 # Argument parsing
 
+# The libraries that decide a file's bits (torch, transformers) and its stream format (constriction).
+VERSIONED_LIBRARIES = ("torch", "transformers", "constriction")
+
+
+def version_text() -> str:
+    """llmzip's version and its libraries', one per line, as `xz --version` names liblzma's.
+
+    A .llmz file decodes only with the numbers it was encoded with, and those depend on these
+    libraries' versions as much as on llmzip's: a bug report needs all four.
+    """
+    lines = [f"llmzip {__version__}"]
+    for name in VERSIONED_LIBRARIES:
+        try:
+            lines.append(f"{name} {importlib.metadata.version(name)}")
+        except importlib.metadata.PackageNotFoundError:
+            lines.append(f"{name} not installed")
+    return "\n".join(lines)
+
+
+class _VersionAction(argparse.Action):
+    """argparse's own version action rewraps its text into one paragraph; this keeps the lines."""
+
+    def __init__(self, option_strings: list[str], dest: str = argparse.SUPPRESS, help: str | None = None):
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, help=help)
+
+    def __call__(self, parser, namespace, values, option_string=None) -> None:
+        print(version_text())
+        parser.exit()
+
 
 def _add_model_options(p: argparse.ArgumentParser, coding: bool) -> None:
     p.add_argument("-m", "--model", help="model folder, .gguf file or hub id (default: the embedded SmolLM2-135M)")
@@ -70,7 +100,8 @@ def _add_io_options(p: argparse.ArgumentParser) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="llmzip", description="Lossless compression with a language model.")
-    parser.add_argument("-V", "--version", action="version", version=f"llmzip {__version__}")
+    parser.add_argument("-V", "--version", action=_VersionAction,
+                        help="show the versions of llmzip, torch, transformers and constriction, and exit")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     comp = sub.add_parser("compress", aliases=["c"], help="compress files (FILE -> FILE.llmz)")
     _add_io_options(comp)
