@@ -16,6 +16,7 @@ from __future__ import annotations
 import threading
 from typing import Any
 
+from . import _openmp  # noqa: F401  (first of llmzip's modules: it must run before torch loads)
 from .codec import DEFAULT_CONTEXT, Codec, Progress, Stats, StreamCompressor
 from .container import FORMAT_VERSION
 from .errors import (
