@@ -31,8 +31,9 @@ from .errors import ChecksumError, FormatError, ModelMismatchError, UnsupportedP
 from .inference import (ENGINES, TRANSFORMERS_ENGINE, StaticLlamaStepper, Stepper, fixed_numerics, make_stepper,
                         pick_engine)
 from .models import LoadedModel, load_model, software_versions
-from .quantize import (PRECISION, QUANTIZERS, TORCH_QUANTIZER, TRITON_QUANTIZER, check_quantizer_id, frequencies,
-                       fused_cumulative, fused_intervals, intervals, quantizer_id)
+from .portable import PORTABLE_ENGINE, PortableLlama, coding as portable_coding, portable_problem
+from .quantize import (INTEGER_QUANTIZER, PRECISION, QUANTIZERS, TORCH_QUANTIZER, TRITON_QUANTIZER, check_quantizer_id,
+                       frequencies, fused_cumulative, fused_intervals, intervals, quantizer_id)
 
 log = logging.getLogger(__name__)
 
@@ -110,6 +111,37 @@ def _auto_batch(model: LoadedModel, context: int) -> int:
     return int(min(512, 1 << (int(fits).bit_length() - 1)))
 
 
+PORTABLE_DEVICE_CLASS = "any"  # what a portable file records: no device, dtype or thread count binds it
+PORTABLE_ATTENTION = "integer"
+
+
+def _choose_engine(name: str, quantizer: str, model: LoadedModel) -> str:
+    """"auto" is the portable engine wherever the model's architecture allows it (float32 weights
+    are its source) and no float quantizer was asked for, else the float engines' choice (see
+    `inference.pick_engine`)."""
+    float_quantizer = quantizer.split(":", 1)[0] in (TORCH_QUANTIZER, TRITON_QUANTIZER)
+    if name in ("portable", PORTABLE_ENGINE) or (name == "auto" and not float_quantizer):
+        problem = portable_problem(model.config)
+        if problem is None and model.dtype != torch.float32:
+            problem = f"the portable engine is built from float32 weights, not {model.dtype_name}"
+        if problem is None:
+            return PORTABLE_ENGINE
+        if name != "auto":
+            raise UnsupportedParameterError(problem)
+    return pick_engine(name, model.model, model.device)
+
+
+def _portable_windows_per_call(model: LoadedModel, context: int) -> int:
+    """Windows per full-sequence forward: one on the CPU (512 rows already fill its matrix units);
+    on a GPU as many as a third of free memory holds, counting each window's logits and their
+    integer working copies (about five int64 copies of context x vocabulary)."""
+    if model.device.type != "cuda":
+        return 1
+    free, _ = torch.cuda.mem_get_info(model.device)
+    per_window = 5 * 8 * context * model.vocab_size
+    return int(max(1, min(64, free // 3 // per_window)))
+
+
 def _pick_quantizer(name: str, device: torch.device) -> str:
     name = name.split(":", 1)[0]  # an id with its launch configuration names the same quantizer
     if name == "auto":
@@ -137,21 +169,38 @@ class Codec:
         if limit and context > int(limit):
             raise UnsupportedParameterError(f"context {context} exceeds this model's {limit} positions")
         self.context = context
-        self.batch = batch or _auto_batch(self.model, context)
-        if not 1 <= self.batch <= MAX_BATCH:
-            raise UnsupportedParameterError(f"batch must be between 1 and {MAX_BATCH}, not {self.batch}")
         if stream_windows < 1:
             raise UnsupportedParameterError(f"stream_windows must be positive, not {stream_windows}")
-        self.stream_windows = min(stream_windows, self.batch)
-        self.engine = pick_engine(engine, self.model.model, self.model.device)
+        self.engine = _choose_engine(engine, quantizer, self.model)
+        self._portable: PortableLlama | None = None
+        if self.engine == PORTABLE_ENGINE:
+            # Windows per forward when compressing. The file does not depend on it (the decoder
+            # steps whole streams at a batch of its own choosing): its header records the windows
+            # per stream as its batch.
+            self.batch = batch or _portable_windows_per_call(self.model, context)
+            self.stream_windows = stream_windows
+        else:
+            self.batch = batch or _auto_batch(self.model, context)
+            self.stream_windows = min(stream_windows, self.batch)
+        if not 1 <= self.batch <= MAX_BATCH:
+            raise UnsupportedParameterError(f"batch must be between 1 and {MAX_BATCH}, not {self.batch}")
         self._static_steppers: dict[tuple[int, int, str], StaticLlamaStepper] = {}
         # Synchronize the GPU around each timed phase, so Stats splits time between model,
         # quantizer and coder truthfully (benchmarks turn it on; it costs speed).
         self.timing_sync = False
-        self.quantizer = quantizer_id(_pick_quantizer(quantizer, self.model.device), self.model.vocab_size)
+        if self.engine == PORTABLE_ENGINE:
+            if quantizer not in ("auto", INTEGER_QUANTIZER):
+                raise UnsupportedParameterError(f"the portable engine codes with the {INTEGER_QUANTIZER} quantizer, "
+                                                f"not {quantizer!r}")
+            self.quantizer = INTEGER_QUANTIZER
+        else:
+            self.quantizer = quantizer_id(_pick_quantizer(quantizer, self.model.device), self.model.vocab_size)
         # On the CPU the thread count splits the matrix work differently and changes the last bits
-        # of the logits, so it is fixed per file; on a GPU it does not enter the numbers (0).
-        if self.model.device.type == "cpu":
+        # of the float engines' logits, so it is fixed per file; on a GPU, and for the portable
+        # engine anywhere, it does not enter the numbers (0).
+        if self.engine == PORTABLE_ENGINE:
+            self.threads = 0
+        elif self.model.device.type == "cpu":
             self.threads = threads or torch.get_num_threads()
         else:
             self.threads = 0
@@ -161,13 +210,23 @@ class Codec:
     # ------------------------------------------------------------------------------------------
     # Header
 
+    @property
+    def portable(self) -> PortableLlama:
+        """The integer model, built from the float weights on first use."""
+        if self._portable is None:
+            self._portable = PortableLlama(self.model.model, self.model.device)
+        return self._portable
+
     def _header(self) -> Header:
         m = self.model
         size = container.FINGERPRINT_BYTES[container.FORMAT_VERSION]
+        portable = self.engine == PORTABLE_ENGINE
         return Header(model_name=m.name, model_fingerprint=m.fingerprint[:size],
                       tokenizer_fingerprint=m.table.fingerprint[:size],
-                      bos_id=m.bos_id, context=self.context, batch=self.batch, dtype=m.dtype_name,
-                      device_class=m.device_class, threads=self.threads, attention=m.attention, quantizer=self.quantizer,
+                      bos_id=m.bos_id, context=self.context, batch=self.stream_windows if portable else self.batch,
+                      dtype=m.dtype_name,
+                      device_class=PORTABLE_DEVICE_CLASS if portable else m.device_class, threads=self.threads,
+                      attention=PORTABLE_ATTENTION if portable else m.attention, quantizer=self.quantizer,
                       precision=PRECISION, coder=CODER_ID, software=software_versions(), engine=self.engine,
                       stream_windows=self.stream_windows)
 
@@ -188,6 +247,12 @@ class Codec:
             wrong.append(f"coder {header.coder!r} (this install has {CODER_ID!r})")
         if wrong:
             raise UnsupportedParameterError("cannot decode this file: it needs " + "; ".join(wrong))
+        if header.software != software_versions():
+            log.warning("file written with %s, decoding with %s: if decoding fails, use those versions",
+                        header.software, software_versions())
+        if header.engine == PORTABLE_ENGINE:
+            self._check_portable_header(header)
+            return
         if header.dtype != m.dtype_name:
             raise UnsupportedParameterError(
                 f"this file was compressed in {header.dtype}; decompress with --dtype {header.dtype}")
@@ -210,9 +275,24 @@ class Codec:
             raise FormatError(f"corrupted file: context {header.context} exceeds this model's {limit} positions")
         if header.batch > MAX_BATCH:
             raise FormatError(f"corrupted file: batch {header.batch} is above the limit {MAX_BATCH}")
-        if header.software != software_versions():
-            log.warning("file written with %s, decoding with %s: if decoding fails, use those versions",
-                        header.software, software_versions())
+
+    def _check_portable_header(self, header: Header) -> None:
+        """A portable file binds no device, dtype, thread count or batch: only what decides its integers."""
+        m = self.model
+        problem = portable_problem(m.config)
+        if problem:
+            raise UnsupportedParameterError(f"this file was coded by the portable engine, but {problem}")
+        if m.dtype != torch.float32:
+            raise UnsupportedParameterError(
+                "this file was coded by the portable engine from float32 weights; decompress with --dtype float32")
+        if header.quantizer != INTEGER_QUANTIZER or header.attention != PORTABLE_ATTENTION:
+            raise FormatError(f"corrupted file: a portable file names quantizer {header.quantizer!r} "
+                              f"and attention {header.attention!r}")
+        limit = getattr(m.config, "max_position_embeddings", None)
+        if limit and header.context > int(limit):
+            raise FormatError(f"corrupted file: context {header.context} exceeds this model's {limit} positions")
+        if header.windows_per_stream() > MAX_BATCH:
+            raise FormatError(f"corrupted file: {header.windows_per_stream()} windows per stream is above {MAX_BATCH}")
 
     # ------------------------------------------------------------------------------------------
     # The lockstep loop shared by both directions
@@ -291,6 +371,32 @@ class Codec:
     def _encode_block(self, data: bytes, stats: Stats, on_step: Callable[[int, int], None]) -> Block:
         """Code one block; `on_step(tokens done in block, tokens in block)` reports progress."""
         ids, side = self.model.tokenizer.encode(data)
+        if self.engine == PORTABLE_ENGINE:
+            streams = self._encode_portable(ids, stats, on_step)
+        else:
+            streams = self._encode_lockstep(ids, stats, on_step)
+        stats.tokens += len(ids)
+        stats.text_bytes += len(self.model.table.join(ids))
+        stats.side_bytes += len(side)
+        stats.stream_bytes += sum(len(s) for s in streams)
+        return Block(raw_len=len(data), raw_crc=crc32(data), n_tokens=len(ids), side=side, streams=streams)
+
+    def _encode_portable(self, ids: list[int], stats: Stats, on_step: Callable[[int, int], None]) -> list[bytes]:
+        done = [0]
+
+        def on_tokens(count: int) -> None:
+            done[0] += count
+            on_step(done[0], len(ids))
+
+        started = time.perf_counter()
+        coded = portable_coding.encode(self.portable, ids, self.model.bos_id, self.context, self.stream_windows,
+                                       self.batch, on_tokens)
+        stats.model_seconds += time.perf_counter() - started
+        stats.quantized_bits += coded.quantized_bits
+        stats.cross_entropy_bits += coded.cross_entropy_bits
+        return coded.streams
+
+    def _encode_lockstep(self, ids: list[int], stats: Stats, on_step: Callable[[int, int], None]) -> list[bytes]:
         device = self.model.device
         fused = self.quantizer.startswith(TRITON_QUANTIZER)
         done = [0]
@@ -343,11 +449,7 @@ class Codec:
             finish_previous()  # a batch shorter than three steps
             unfinished.append(self._stream_coder(lengths, lows, freqs, nll_total, stats, streams))
         finish_previous()
-        stats.tokens += len(ids)
-        stats.text_bytes += len(self.model.table.join(ids))
-        stats.side_bytes += len(side)
-        stats.stream_bytes += sum(len(s) for s in streams)
-        return Block(raw_len=len(data), raw_crc=crc32(data), n_tokens=len(ids), side=side, streams=streams)
+        return streams
 
     def _stream_coder(self, lengths: list[int], lows: torch.Tensor, freqs: torch.Tensor, nll_total: torch.Tensor,
                       stats: Stats, streams: list[bytes]) -> Callable[[], None]:
@@ -409,6 +511,44 @@ class Codec:
         plan = self.model.tokenizer.plan(block.side, block.raw_len, block.n_tokens)
         if any(len(s) % 4 or not s for s in block.streams):
             raise FormatError("corrupted file: a coded stream is empty or not a whole number of words")
+        if header.engine == PORTABLE_ENGINE:
+            ids = portable_coding.decode(self.portable, block.streams, block.n_tokens, header.bos_id, header.context,
+                                         header.windows_per_stream(), self.decode_streams_per_call(header), on_step)
+            self._check_decoded(np.asarray(ids, dtype=np.int64), plan.text_len)
+        else:
+            ids = self._decode_lockstep(block, header, stats, plan.text_len, on_step)
+        data = self.model.tokenizer.decode(ids, block.side, block.raw_len, plan)
+        if crc32(data) != block.raw_crc:
+            raise ChecksumError("corrupted file: a decoded block does not match its checksum; no output was kept")
+        stats.tokens += block.n_tokens
+        return data
+
+    def _check_decoded(self, ids: np.ndarray, text_len: int) -> int:
+        """Refuse token ids that no valid stream yields; returns the bytes they stand for."""
+        if ids.size and (ids.min() < 0 or ids.max() >= self.model.vocab_size):
+            raise FormatError("corrupted file: a coded stream decodes to an impossible token")
+        sizes = self.model.table.lengths[ids]
+        if ids.size and sizes.min() < 1:
+            raise FormatError("corrupted file: decoded a token that has no byte string")
+        total = int(sizes.sum())
+        if total > text_len:
+            raise FormatError("corrupted file: the decoded text is longer than the block layout allows")
+        return total
+
+    def decode_streams_per_call(self, header: Header) -> int:
+        """Streams the portable decoder steps together: on a GPU as many as a third of free memory
+        holds (KV cache and logits per window), on the CPU two (32 windows of 16)."""
+        per_stream = header.windows_per_stream()
+        if self.model.device.type != "cuda":
+            return max(1, 32 // per_stream)
+        free, _ = torch.cuda.mem_get_info(self.model.device)
+        engine = self.portable
+        per_window = (2 * 4 * len(engine.layers) * engine.kv_heads * engine.head_dim * header.context
+                      + 4 * 8 * self.model.vocab_size)
+        return max(1, int(free // 3 // (per_window * per_stream)))
+
+    def _decode_lockstep(self, block: Block, header: Header, stats: Stats, text_limit: int,
+                         on_step: Callable[[int], None]) -> list[int]:
         on_device = header.quantizer.startswith(TRITON_QUANTIZER)
         per_stream = header.windows_per_stream()
         streams = iter(block.streams)
@@ -446,20 +586,9 @@ class Codec:
             decoded_host = decoded.cpu().numpy()
             for i, length in enumerate(lengths):
                 window = decoded_host[:length, i]
-                if window.size and (window.min() < 0 or window.max() >= self.model.vocab_size):
-                    raise FormatError("corrupted file: a coded stream decodes to an impossible token")
-                sizes = self.model.table.lengths[window]
-                if window.size and sizes.min() < 1:
-                    raise FormatError("corrupted file: decoded a token that has no byte string")
-                text_len += int(sizes.sum())
-                if text_len > plan.text_len:
-                    raise FormatError("corrupted file: the decoded text is longer than the block layout allows")
+                text_len += self._check_decoded(window, text_limit - text_len)
                 ids.extend(window.tolist())
-        data = self.model.tokenizer.decode(ids, block.side, block.raw_len, plan)
-        if crc32(data) != block.raw_crc:
-            raise ChecksumError("corrupted file: a decoded block does not match its checksum; no output was kept")
-        stats.tokens += block.n_tokens
-        return data
+        return ids
 
     def iter_decompress(self, source: BinaryIO, progress: ProgressCallback | None = None,
                         stats: Stats | None = None) -> Iterator[bytes]:

@@ -39,6 +39,7 @@ def fixed_numerics() -> Iterator[None]:
 
     TF32 and reduced-precision reductions change the last bits of a matrix product; a program that
     turned TF32 on (for training, say) must not encode files that a plain decoder cannot reproduce.
+    (The portable engine does not depend on them: see `portable.arith.int8_matmul`.)
     """
     matmul = torch.backends.cuda.matmul
     names = ("allow_tf32", "allow_fp16_reduced_precision_reduction", "allow_bf16_reduced_precision_reduction")

@@ -28,7 +28,10 @@ class FileInfo:
 
 
 def decode_settings(header: Header) -> tuple[str, str]:
-    """The device and dtype that can reproduce a file's numbers: the ones it was written with."""
+    """The device and dtype that can reproduce a file's numbers: the ones it was written with, or
+    for a portable file (device class "any") whatever device is here."""
+    if header.device_class == "any":
+        return "auto", header.dtype
     return ("cuda" if header.device_class.startswith("cuda") else "cpu"), header.dtype
 
 

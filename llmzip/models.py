@@ -27,6 +27,7 @@ import torch
 from safetensors import SafetensorError
 
 from .errors import ModelError, UnsupportedParameterError
+from .portable.llama import portable_problem
 from .tokenization import TokenTable, Tokenizer, build_token_table
 
 log = logging.getLogger(__name__)
@@ -358,6 +359,8 @@ def load_model(spec: str | os.PathLike | None = None, *, device: str | torch.dev
     if bos_id is None or not 0 <= int(bos_id) < vocab_size:
         raise ModelError(f"model {name!r} has no usable BOS or EOS token to start each window from")
     fingerprint = hashlib.sha256(weights_fp + table.fingerprint).digest()[:16]
+    if dtype in (None, "auto") and portable_problem(model.config) is None:
+        torch_dtype = torch.float32  # the portable engine derives its integers from the float32 weights
     model = model.to(device=dev, dtype=torch_dtype).eval()
     model.requires_grad_(False)
     return LoadedModel(name=name, model=model, tokenizer=Tokenizer(hf_tokenizer, table), table=table,

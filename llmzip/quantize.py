@@ -14,6 +14,15 @@ integers is defined here once, precisely, and given an id that the file header r
 Integer sums are exact in any order, so only steps 1-3 depend on float rounding; the Triton kernel
 in `llmzip.kernels` implements the same definition with its own reduction order, and therefore has
 its own id: a file is always decoded by the quantizer that encoded it.
+
+The portable engine's logits are integers, and its quantizer ("int-v1", `frequencies_integer`)
+is integer throughout, so its tables are the same on every machine:
+
+1. w = 2^30 * 2^(-(x_max - x) * log2 e) from a table (`portable.arith`), with logits x in fixed
+   point 16 (nats): the most probable token gets exactly 2^30.
+2. M = floor((2^24 - V) * 2^38 / sum(w)); f = floor(w * M / 2^38) + 1, never above the exact
+   share, so sum(f) <= 2^24.
+3. The remainder 2^24 - sum(f) (small, non-negative) goes to the first maximal logit.
 """
 from __future__ import annotations
 
@@ -27,7 +36,9 @@ LOGIT_LIMIT = 1e30
 
 TORCH_QUANTIZER = "torch-v1"
 TRITON_QUANTIZER = "triton-v1"
-QUANTIZERS = (TORCH_QUANTIZER, TRITON_QUANTIZER)
+INTEGER_QUANTIZER = "int-v1"
+QUANTIZERS = (TORCH_QUANTIZER, TRITON_QUANTIZER, INTEGER_QUANTIZER)
+_RECIPROCAL_BITS = 38  # (2^24 - V) * 2^38 < 2^62; w * M <= 2^30 * 2^32
 
 
 def sanitize_logits(logits: torch.Tensor) -> torch.Tensor:
@@ -55,10 +66,28 @@ def frequencies_torch(logits: torch.Tensor) -> torch.Tensor:
     return freqs
 
 
+def frequencies_integer(logits: torch.Tensor) -> torch.Tensor:
+    """The portable quantizer: int64 frequencies (rows, V) from int64 logits in fixed point 16."""
+    from .portable import arith
+    from .portable.llama import FRACTION
+
+    if logits.dim() != 2:
+        raise ValueError(f"expected logits of shape (rows, vocab), got {tuple(logits.shape)}")
+    vocab = logits.shape[-1]
+    if not 3 <= vocab < TOTAL // 2:
+        raise UnsupportedParameterError(f"vocabulary size {vocab} is outside what the coder supports")
+    top = logits.amax(dim=-1, keepdim=True)
+    weights = arith.pow2_neg(arith.to_base2(top - logits, FRACTION))
+    scale = torch.div((TOTAL - vocab) << _RECIPROCAL_BITS, weights.sum(dim=-1, keepdim=True), rounding_mode="floor")
+    freqs = ((weights * scale) >> _RECIPROCAL_BITS) + 1
+    remainder = TOTAL - freqs.sum(dim=-1, keepdim=True)
+    return freqs.scatter_add_(-1, torch.argmax(logits, dim=-1, keepdim=True), remainder)
+
+
 def quantizer_id(name: str, vocab: int) -> str:
     """The id a file header records: the quantizer plus, for a kernel, its launch configuration."""
-    if name == TORCH_QUANTIZER:
-        return TORCH_QUANTIZER
+    if name in (TORCH_QUANTIZER, INTEGER_QUANTIZER):
+        return name
     if name == TRITON_QUANTIZER:
         from .kernels import quantize as triton_quantize
 
@@ -86,6 +115,8 @@ def frequencies(logits: torch.Tensor, quantizer: str) -> torch.Tensor:
     name = quantizer.split(":", 1)[0]
     if name == TORCH_QUANTIZER:
         return frequencies_torch(logits)
+    if name == INTEGER_QUANTIZER:
+        return frequencies_integer(logits)
     if name == TRITON_QUANTIZER:
         from .kernels import quantize as triton_quantize
 

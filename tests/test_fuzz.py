@@ -62,7 +62,9 @@ CONTEXT, BATCH, BLOCK = 8, 2, 40
 
 @pytest.fixture(scope="module")
 def codec(llama):
-    return Codec(llama, context=CONTEXT, batch=BATCH)
+    # The float engine's lockstep layout, which these hand-made files follow; the portable
+    # engine's own corruption tests are in test_portable.py.
+    return Codec(llama, context=CONTEXT, batch=BATCH, engine="transformers")
 
 
 def _sample() -> bytes:
@@ -546,7 +548,7 @@ def test_encoder_refuses_what_the_decoder_would_refuse(llama):
         Codec(llama, batch=MAX_BATCH + 1)
     with pytest.raises(UnsupportedParameterError, match="positions"):
         Codec(llama, context=llama.config.max_position_embeddings + 1)
-    codec = Codec(llama, context=CONTEXT, batch=BATCH)
+    codec = Codec(llama, context=CONTEXT, batch=BATCH, engine="transformers")
     for block_bytes in (0, MAX_BLOCK_RAW_BYTES + 1):
         with pytest.raises(UnsupportedParameterError, match="block_bytes"):
             codec.compress_stream(io.BytesIO(b"data"), io.BytesIO(), block_bytes=block_bytes)

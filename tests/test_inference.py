@@ -107,7 +107,7 @@ def test_round_trip_on_the_static_engine(llama, alice, quantizer):
 def test_static_and_transformers_files_differ_only_in_engine(llama, alice):
     data = alice[:300]
     static = Codec(llama, context=32, batch=2, engine="static").compress(data)
-    dynamic = Codec(llama, context=32, batch=2).compress(data)
+    dynamic = Codec(llama, context=32, batch=2, engine="transformers").compress(data)
     assert inspect(dynamic).header.engine == TRANSFORMERS_ENGINE
     assert Codec(llama).decompress(static) == Codec(llama).decompress(dynamic) == data
 
@@ -125,7 +125,7 @@ def test_coding_runs_under_fixed_matmul_switches(llama, alice):
     previous = torch.backends.cuda.matmul.allow_tf32
     torch.backends.cuda.matmul.allow_tf32 = True
     try:
-        blob = Codec(llama, context=16, batch=2).compress(alice[:60])
+        blob = Codec(llama, context=16, batch=2, engine="transformers").compress(alice[:60])
         assert torch.backends.cuda.matmul.allow_tf32 is True
     finally:
         torch.backends.cuda.matmul.allow_tf32 = previous
@@ -135,7 +135,7 @@ def test_coding_runs_under_fixed_matmul_switches(llama, alice):
 
 
 def test_running_out_of_gpu_memory_says_what_to_do(llama, alice, monkeypatch):
-    codec = Codec(llama, context=16, batch=2)
+    codec = Codec(llama, context=16, batch=2, engine="transformers")
     blob = codec.compress(alice[:60])
 
     def out_of_memory(*args, **kwargs):

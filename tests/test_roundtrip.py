@@ -114,7 +114,8 @@ def test_version_1_files_still_decode(llama, alice):
     from llmzip.container import MAGIC, StreamReader, crc32, write_varint
 
     data = alice[:400]
-    blob = Codec(llama, context=32, batch=3).compress(data)  # 3 windows per batch: one stream each, as in v1
+    # 3 windows per batch: one stream each, as in v1 (whose only engine was transformers)
+    blob = Codec(llama, context=32, batch=3, engine="transformers").compress(data)
     header, size = StreamReader(io.BytesIO(blob)).read_header()
     v1 = replace(header, model_fingerprint=llama.fingerprint, tokenizer_fingerprint=llama.table.fingerprint,
                  engine="transformers", stream_windows=0)

@@ -1,0 +1,292 @@
+"""Exact integer arithmetic on tensors: the only operations the portable engine computes with.
+
+Every function here maps integer tensors to integer tensors by a rule that names one result:
+int64 addition, multiplication, comparison, shifts and floor division are exact on every CPU and
+GPU, in any order and at any batch shape. Where a float operation appears, it either works on
+integers small enough that IEEE arithmetic is exact (the matrix products, see `exact_matmul`),
+or only proposes a first guess that integer steps then correct to the one right answer
+(`isqrt`, `bit_length`). Tables of transcendental values (2^-x, cos, sin) are computed once in
+Python's arbitrary-precision integers and `decimal`, never by a platform's libm.
+
+Bounds are part of each function's contract (stated in its docstring): callers keep operands
+inside them, so no int64 ever overflows and no float ever rounds.
+"""
+from __future__ import annotations
+
+import decimal
+import functools
+
+import torch
+
+def _fixed_from_decimal(value: decimal.Decimal, context: decimal.Context, bits: int) -> int:
+    """round(value * 2^bits), halves to even, as a Python int."""
+    return int(context.multiply(value, 1 << bits).to_integral_value(rounding=decimal.ROUND_HALF_EVEN))
+
+
+# --------------------------------------------------------------------------------------------
+# Rounding
+
+
+def div_round(numerator: torch.Tensor, denominator: torch.Tensor | int) -> torch.Tensor:
+    """round(numerator / denominator), halves rounded up, for a positive denominator.
+
+    floor((2n + d) / 2d) in int64: exact while |2n + d| < 2^63.
+    """
+    return torch.div(2 * numerator + denominator, 2 * denominator, rounding_mode="floor")
+
+
+def shift_round(value: torch.Tensor, shift: torch.Tensor | int) -> torch.Tensor:
+    """round(value / 2^shift), halves rounded up, for 0 <= shift <= 62 (a tensor or an int)."""
+    if isinstance(shift, int):
+        return value if shift == 0 else (value + (1 << (shift - 1))) >> shift
+    half = torch.bitwise_left_shift(torch.ones_like(shift), shift) >> 1  # 0 where shift == 0
+    return (value + half) >> shift
+
+
+def bit_length(value: torch.Tensor) -> torch.Tensor:
+    """The number of bits of each non-negative value below 2^62 (0 for 0), like int.bit_length.
+
+    A float64 logarithm proposes the answer; two integer comparisons make it exact whatever the
+    platform's rounding, because 2^(n-1) <= v < 2^n holds for exactly one n.
+    """
+    guess = torch.floor(torch.log2(value.double().clamp(min=1.0))).long() + 1
+    guess = torch.where(value == 0, torch.zeros_like(guess), guess.clamp(1, 62))
+    one = torch.ones_like(value)
+    too_big = (guess > 0) & (value < torch.bitwise_left_shift(one, (guess - 1).clamp(min=0)))
+    guess = guess - too_big.long()
+    too_small = value >= torch.bitwise_left_shift(one, guess)
+    return guess + too_small.long()
+
+
+def isqrt(value: torch.Tensor) -> torch.Tensor:
+    """floor(sqrt(v)) of each non-negative v below 2^62, exactly.
+
+    float64's square root gives a guess within a few units of the answer; integer steps move it
+    until r^2 <= v < (r + 1)^2, which names exactly one r.
+    """
+    root = torch.floor(torch.sqrt(value.double())).long()
+    for _ in range(4):
+        root = torch.where(root * root > value, root - 1, root)
+        root = torch.where((root + 1) * (root + 1) <= value, root + 1, root)
+    if bool(((root * root > value) | ((root + 1) * (root + 1) <= value)).any()):
+        raise ArithmeticError("isqrt did not converge")  # cannot happen below 2^62
+    return root
+
+
+def normalize(value: torch.Tensor, bits: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(mantissa, exponent) with mantissa * 2^exponent ~= value and bits-1 <= log2(mantissa) < bits.
+
+    The mantissa is value rounded to `bits` significant bits (a value rounding up to 2^bits gives
+    2^bits); values must be positive and below 2^62.
+    """
+    exponent = bit_length(value) - bits
+    down = shift_round(value, exponent.clamp(min=0))
+    up = torch.bitwise_left_shift(value, (-exponent).clamp(min=0))
+    return torch.where(exponent > 0, down, up), exponent
+
+
+# --------------------------------------------------------------------------------------------
+# Exact matrix products
+
+
+# A float32 product of integers is exact when every partial sum stays below 2^24: int8 x int8
+# operands (|x| <= 127, |w| <= 127 so |x * w| <= 16,129) over at most this many terms.
+FLOAT32_EXACT_TERMS = (1 << 24) // (127 * 127)  # 1,040
+
+
+def int8_matmul(x: torch.Tensor, weight_t: torch.Tensor) -> torch.Tensor:
+    """x @ weight_t for int8-valued float32 operands (|values| <= 127), exact, as int64.
+
+    The inner dimension is cut into chunks of at most FLOAT32_EXACT_TERMS, so each chunk's sum
+    of products is an integer below 2^24 in magnitude: every partial sum, in whatever order the
+    BLAS or GPU library adds them, with or without fused multiply-adds, is exactly representable,
+    so each chunk's float32 result is the exact integer. The chunks are added in int64.
+    The reduced-precision float32 modes (TF32 on GPUs, bf16 in oneDNN) keep this exact: they
+    round the operands to 10 or 8 mantissa bits, which hold any int8 value, and accumulate in
+    float32 (tested with oneDNN's bf16 mode).
+    """
+    terms = x.shape[-1]
+    if terms <= FLOAT32_EXACT_TERMS:
+        return torch.matmul(x, weight_t).long()
+    total = None
+    for start in range(0, terms, FLOAT32_EXACT_TERMS):
+        part = torch.matmul(x[..., start : start + FLOAT32_EXACT_TERMS],
+                            weight_t[start : start + FLOAT32_EXACT_TERMS]).long()
+        total = part if total is None else total + part
+    return total
+
+
+FLOAT64_EXACT = 1 << 53
+
+
+def float64_matmul(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """a @ b for int64 operands, exact as long as the caller guarantees that the sum of
+    |a_ik * b_kj| over k stays below 2^53 for every output: then every product and every partial
+    sum is an integer float64 represents exactly, in any order of addition."""
+    return torch.matmul(a.double(), b.double()).long()
+
+
+# --------------------------------------------------------------------------------------------
+# Exponentials and the sigmoid from tables
+
+EXP_FRACTION_BITS = 10  # exponents are base 2 in steps of 2^-10
+EXP_ONE_BITS = 30  # 2^-x and sigmoid values are scaled by 2^30
+EXP_TABLE_SIZE = 63 << EXP_FRACTION_BITS  # 2^30 * 2^-x is 0 from x = 31 on; the last entries are 0
+SIGMOID_FRACTION_BITS = 12  # the sigmoid table steps through x in 2^-12
+SIGMOID_RANGE_BITS = 4  # ... over [0, 16); beyond, sigmoid is 1 (off by under 2^-23)
+
+
+def _device_key(device: torch.device) -> tuple[str, int | None]:
+    return device.type, device.index
+
+
+@functools.lru_cache(maxsize=None)
+def _exp_table(device_type: str, device_index: int | None) -> torch.Tensor:
+    """T[i] = floor(round(2^30 * 2^(-(i mod 1024) / 1024)) / 2^(i // 1024)) for i < 63 * 1024.
+
+    The 1024 fractional powers come from `decimal` (correctly rounded exp and ln: the same digits
+    on every platform); the rest are exact shifts of them.
+    """
+    context = decimal.Context(prec=40)
+    ln2 = context.ln(decimal.Decimal(2))
+    steps = 1 << EXP_FRACTION_BITS
+    fractions = torch.tensor([
+        _fixed_from_decimal(context.exp(context.divide(context.multiply(ln2, -i), steps)), context, EXP_ONE_BITS)
+        for i in range(steps)], dtype=torch.int64)
+    whole = torch.arange(EXP_TABLE_SIZE) >> EXP_FRACTION_BITS
+    table = fractions[torch.arange(EXP_TABLE_SIZE) & (steps - 1)] >> whole
+    return table.to(torch.device(device_type, device_index) if device_index is not None else device_type)
+
+
+def pow2_neg(x: torch.Tensor) -> torch.Tensor:
+    """2^30 * 2^(-x / 1024) for int64 x >= 0 from the table (one gather; 0 once x / 1024 > 31).
+    Relative error below 2^-10 * ln 2 / 2, from the table's step."""
+    return _exp_table(*_device_key(x.device))[x.clamp(max=EXP_TABLE_SIZE - 1)]
+
+
+LOG2E_BITS = 24
+
+
+def log2e_multiplier(divisor: int = 1) -> int:
+    """round(2^24 * log2(e) / sqrt(divisor)), from `decimal`: turns natural-log units into base 2,
+    with attention's 1/sqrt(head_dim) folded in."""
+    context = decimal.Context(prec=50)
+    value = context.divide(1, context.multiply(context.ln(decimal.Decimal(2)), context.sqrt(decimal.Decimal(divisor))))
+    return _fixed_from_decimal(value, context, LOG2E_BITS)
+
+
+LOG2E = log2e_multiplier()  # 24,204,406
+_GAP_LIMIT = (1 << 37) - 1  # keeps gap * multiplier (< 2^25) below 2^62
+
+
+def to_base2(nats: torch.Tensor, fraction_bits: int, multiplier: int = LOG2E) -> torch.Tensor:
+    """Non-negative x = nats * 2^-fraction_bits in base-2 exponent units of 2^-10 (x * log2 e,
+    or x * log2 e / sqrt(d) with attention's multiplier); clamped at 2^37 - 1 first, far beyond
+    where 2^-x is 0."""
+    return shift_round(nats.clamp(max=_GAP_LIMIT) * multiplier, LOG2E_BITS + fraction_bits - EXP_FRACTION_BITS)
+
+
+@functools.lru_cache(maxsize=None)
+def _sigmoid_table(device_type: str, device_index: int | None) -> torch.Tensor:
+    """S[i] = round(2^60 / (2^30 + E)), E = 2^30 * exp(-i / 4096) from the exp table: sigmoid(i /
+    4096) scaled by 2^30, for i in [0, 16 * 4096]. Built by the integer rules of this module."""
+    i = torch.arange((1 << (SIGMOID_RANGE_BITS + SIGMOID_FRACTION_BITS)) + 1, dtype=torch.int64)
+    e = pow2_neg(to_base2(i, SIGMOID_FRACTION_BITS))
+    one = 1 << EXP_ONE_BITS
+    table = div_round(torch.full_like(e, one * one), one + e)
+    table[-1] = one  # sigmoid at and beyond 16
+    return table.to(torch.device(device_type, device_index) if device_index is not None else device_type)
+
+
+def silu_fixed(x: torch.Tensor, fraction_bits: int) -> torch.Tensor:
+    """x * sigmoid(x) in the same fixed point as x (|x| < 2^31), with sigmoid(|x|) from a table in
+    steps of 2^-12 and sigmoid(-|x|) = 1 - sigmoid(|x|)."""
+    table = _sigmoid_table(*_device_key(x.device))
+    index = shift_round(x.abs(), fraction_bits - SIGMOID_FRACTION_BITS).clamp(max=table.numel() - 1)
+    positive = table[index]
+    sigmoid = torch.where(x >= 0, positive, (1 << EXP_ONE_BITS) - positive)
+    return shift_round(x * sigmoid, EXP_ONE_BITS)
+
+
+def reciprocal(total: torch.Tensor, bits: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(r, s) with r = floor(2^s / total) of `bits` bits, for positive totals below 2^61, so that
+    (x * r) >> s ~= x / total with a relative error below 2^(1 - bits) and never above x / total.
+    One division per row instead of one per element."""
+    shift = bit_length(total) + bits - 1
+    return torch.div(torch.bitwise_left_shift(torch.ones_like(total), shift), total, rounding_mode="floor"), shift
+
+
+def softmax_weights(scores: torch.Tensor, visible: torch.Tensor | None) -> torch.Tensor:
+    """Unnormalized softmax weights 2^30 * 2^(score - max) along the last dimension (int64), for
+    scores already in base-2 units of 2^-10 (see `to_base2`).
+
+    Entries where `visible` is False get weight 0 and do not enter the max. The max is exact, so
+    every weight is a function of its own score and its row's max alone: the same in any batch
+    and with any number of masked entries.
+    """
+    if visible is not None:
+        scores = torch.where(visible, scores, torch.full_like(scores, -(1 << 62)))
+    return pow2_neg(scores.amax(dim=-1, keepdim=True) - scores)
+
+
+# --------------------------------------------------------------------------------------------
+# Trigonometric tables for rotary embeddings
+
+
+_TRIG_BITS = 96  # working precision of the table computation (fixed point, Python ints)
+
+
+def _cos_sin_fixed(angle: int) -> tuple[int, int]:
+    """cos and sin of angle * 2^-96 (|angle| <= 2^96, i.e. at most 1 radian) by Taylor series in
+    integers; the truncation error is below 2^-90."""
+    one = 1 << _TRIG_BITS
+    cos_sum, sin_sum = one, 0
+    term = one  # angle^n / n!, fixed point
+    n = 0
+    while True:
+        n += 1
+        term = term * angle // one // n
+        if term == 0:
+            break
+        if n % 4 == 1:
+            sin_sum += term
+        elif n % 4 == 2:
+            cos_sum -= term
+        elif n % 4 == 3:
+            sin_sum -= term
+        else:
+            cos_sum += term
+    return cos_sum, sin_sum
+
+
+@functools.lru_cache(maxsize=8)
+def rotary_tables(positions: int, head_dim: int, theta: str, position_scale: str, fraction_bits: int
+                  ) -> tuple[torch.Tensor, torch.Tensor]:
+    """round(2^fraction_bits * cos(p * f_i)) and sin, shaped (positions, head_dim) in the layout
+    Llama uses (the half-dimension table repeated), as int64.
+
+    f_i = theta^(-2i / head_dim) / position_scale comes from `decimal` (correctly rounded exp and
+    ln, the same digits everywhere); angles p * f_i are then advanced by exact integer complex
+    multiplication at 96-bit precision, whose error over 2^20 positions stays below 2^-70.
+    `theta` and `position_scale` are decimal strings so the cache key is exact.
+    """
+    context = decimal.Context(prec=50)
+    half = head_dim // 2
+    ln_theta = context.ln(decimal.Decimal(theta))
+    scale = decimal.Decimal(position_scale)
+    cos_table = torch.empty((positions, half), dtype=torch.int64)
+    sin_table = torch.empty((positions, half), dtype=torch.int64)
+    one = 1 << _TRIG_BITS
+    out_shift = _TRIG_BITS - fraction_bits
+    for i in range(half):
+        frequency = context.divide(context.exp(context.divide(context.multiply(ln_theta, -2 * i), head_dim)), scale)
+        step_cos, step_sin = _cos_sin_fixed(_fixed_from_decimal(frequency, context, _TRIG_BITS))
+        c, s = one, 0
+        column_cos, column_sin = [], []
+        for _ in range(positions):
+            column_cos.append((c + (1 << (out_shift - 1))) >> out_shift)
+            column_sin.append((s + (1 << (out_shift - 1))) >> out_shift)
+            c, s = (c * step_cos - s * step_sin) >> _TRIG_BITS, (s * step_cos + c * step_sin) >> _TRIG_BITS
+        cos_table[:, i] = torch.tensor(column_cos, dtype=torch.int64)
+        sin_table[:, i] = torch.tensor(column_sin, dtype=torch.int64)
+    return torch.cat([cos_table, cos_table], dim=1), torch.cat([sin_table, sin_table], dim=1)

@@ -1,0 +1,337 @@
+"""A Llama-architecture forward in exact integer arithmetic: the same logits on every machine.
+
+What each value is (all int64 tensors, "fixed point F" meaning real = integer * 2^-F):
+- the residual stream, projections' outputs, q, k, v: fixed point 16 (`FRACTION`);
+- inputs of every linear layer: int8 per row, with a per-row scale (`Scale`, a dyadic number);
+- weights: int8 per output channel with a per-channel scale, requantized from the float weights
+  by integer arithmetic alone (`_quantize_weight`);
+- attention weights: softmax numerators 2^30 exp(.) from a table, normalized to 2^20;
+- logits: fixed point 16, in nats.
+
+Why the result is the same on any CPU or GPU, for any batch and for prefill as for stepping:
+1. Every operation is an integer operation whose result is defined by its operands alone (add,
+   multiply, shift, floor division, comparison, max, gather), or a float matrix product whose
+   operands and partial sums are integers within float's exact range (`arith.int8_matmul`,
+   `arith.float64_matmul`), or a float first guess that integer steps correct (`arith.isqrt`,
+   `arith.bit_length`). None of these depends on summation order, vector width, thread count or
+   fused multiply-adds.
+2. Every operation works row by row (per token), except attention, which reads the rows of the
+   keys and values of the positions it may see: a token's numbers depend on its own row and the
+   earlier tokens of its window, never on which other windows or positions share the call. A
+   masked position contributes an exact 0 and does not enter the row's max.
+3. So stepping one token over a KV cache computes, for that token, exactly the operations a
+   full-sequence forward computes for it, on the same integers.
+Bounds that keep every int64 and every float product exact are stated where they are relied on.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from fractions import Fraction
+from typing import NamedTuple
+
+import torch
+
+from ..errors import UnsupportedParameterError
+from . import arith
+
+FRACTION = 16  # fixed-point bits of activations and logits
+ROTARY_BITS = 16  # fixed-point bits of the cos/sin tables
+ATTENTION_BITS = 20  # attention weights are normalized to sum to about 2^20
+MANTISSA_BITS = 16  # significant bits of a per-row or per-channel scale
+_QUERY_BLOCK = 128  # queries per attention block in a full-sequence forward
+_QK_LIMIT = (1 << 22) - 1  # |q|, |k|, |v| clamp: q.k over head_dim <= 256 stays below 2^52
+_ACTIVATION_LIMIT = (1 << 40) - 1  # residual stream clamp (real values below 2^24)
+_MLP_LIMIT = (1 << 31) - 1  # gate and up clamp (real values below 2^15): silu * up < 2^62
+
+SUPPORTED_TYPES = ("llama", "mistral", "qwen2")
+_ROPE_TYPES = ("default", "linear")
+
+
+class Scale(NamedTuple):
+    """A positive dyadic number mantissa * 2^exponent per row (or channel), as int64 tensors."""
+
+    mantissa: torch.Tensor
+    exponent: torch.Tensor
+
+    def times(self, other: "Scale") -> "Scale":
+        mantissa, shift = arith.normalize(self.mantissa * other.mantissa, MANTISSA_BITS)
+        return Scale(mantissa, self.exponent + other.exponent + shift)
+
+
+def quantize_rows(values: torch.Tensor, fraction: int | torch.Tensor) -> tuple[torch.Tensor, Scale]:
+    """int8 per row (|q| <= 127, as float32 for the exact matrix product) and each row's scale.
+
+    Rows are first shifted down to at most 38 bits (far beyond int8's precision). Then
+    q = round(v * r / 2^s) with r = floor(127 * 2^s / max|v|), s = bit_length(max|v|) + 16: one
+    division per row, not per element, and |q| <= 127 because r * max|v| <= 127 * 2^s.
+    One step of q is 2^s / r units of v, kept as a 16-bit dyadic scale.
+    """
+    amax = values.abs().amax(dim=-1).clamp(min=1)
+    down = (arith.bit_length(amax) - 38).clamp(min=0)
+    values, amax = values >> down[..., None], amax >> down
+    shift = arith.bit_length(amax) + 16
+    r = torch.div(torch.bitwise_left_shift(torch.full_like(amax, 127), shift), amax, rounding_mode="floor")
+    q = arith.shift_round(values * r[..., None], shift[..., None])
+    mantissa, extra = arith.normalize(arith.div_round(torch.full_like(r, 1 << 55), r), MANTISSA_BITS)
+    return q.float(), Scale(mantissa, extra + shift - 55 + down - fraction)
+
+
+def apply_scales(acc: torch.Tensor, rows: Scale, columns: torch.Tensor, column_exponent: int,
+                 fraction: int = FRACTION) -> torch.Tensor:
+    """acc * row scale * column mantissa * 2^column_exponent in fixed point `fraction`, rounded.
+
+    |acc| < 2^26 and 16-bit mantissas keep the product below 2^58; the shift is per row only.
+    """
+    shift = -(rows.exponent + column_exponent + fraction)
+    return arith.shift_round(acc * columns * rows.mantissa[..., None], shift.clamp(0, 62)[..., None])
+
+
+def _fixed(tensor: torch.Tensor, fraction: int) -> torch.Tensor:
+    """round(t * 2^fraction) of a float tensor: scaling by a power of two and rounding are exact."""
+    return torch.round(tensor.detach().to("cpu", torch.float64) * float(1 << fraction)).long()
+
+
+@dataclass
+class Linear:
+    """int8 weights (transposed, float32-valued for the exact product) and per-channel scales
+    mantissa * 2^exponent with one exponent for the matrix (so the rescaling shift is per row)."""
+
+    weight_t: torch.Tensor  # (in, out)
+    mantissa: torch.Tensor  # (out,), at most 16 bits
+    exponent: int
+    bias: torch.Tensor | None  # fixed point FRACTION
+
+    @classmethod
+    def from_float(cls, weight: torch.Tensor, bias: torch.Tensor | None, device: torch.device) -> "Linear":
+        """Requantize in integers: w = round(W * 2^40), then round(127 w / max|w|) per row; a
+        channel's scale is max|w| / 127, to 16 bits for the largest channel of the matrix."""
+        fixed = _fixed(weight, 40)
+        amax = fixed.abs().amax(dim=1).clamp(min=1)
+        q = arith.div_round(fixed * 127, amax[:, None])
+        shift = int(arith.bit_length(amax.max().reshape(1))) - 7 - MANTISSA_BITS  # amax / 127 < 2^16 * 2^shift
+        mantissa = arith.div_round(amax, 127 << shift) if shift >= 0 else arith.div_round(amax << -shift, 127)
+        return cls(q.t().contiguous().float().to(device), mantissa.to(device), shift - 40,
+                   None if bias is None else _fixed(bias, FRACTION).to(device))
+
+    def __call__(self, x: torch.Tensor, scale: Scale) -> torch.Tensor:
+        y = apply_scales(arith.int8_matmul(x, self.weight_t), scale, self.mantissa, self.exponent)
+        return y if self.bias is None else y + self.bias
+
+
+@dataclass
+class RMSNorm:
+    """RMSNorm folded into the next layer's input quantization.
+
+    Quantizing a row to int8 by its own max is scale-invariant, so the normalized row
+    h * g / rms(h) quantizes to the same integers as h * g; the 1/rms factor only enters the
+    row's scale, computed with an exact integer square root.
+    """
+
+    weight: torch.Tensor  # round(g / max|g| * 2^20)
+    weight_scale: Scale  # g = weight * weight_scale
+    eps_units: torch.Tensor  # round(D * eps * 4^(FRACTION - s)) for each square-sum shift s
+    dim: int
+
+    @classmethod
+    def from_float(cls, weight: torch.Tensor, eps: float, device: torch.device) -> "RMSNorm":
+        fixed = _fixed(weight, 40)
+        amax = fixed.abs().amax().clamp(min=1)
+        q = arith.div_round(fixed * (1 << 20), amax)
+        mantissa, shift = arith.normalize(amax.reshape(1), MANTISSA_BITS)
+        dim = weight.numel()
+        eps_exact = Fraction(eps)
+        eps_units = [round(dim * eps_exact * Fraction(4) ** (FRACTION - s)) for s in range(64)]
+        return cls(q.to(device), Scale(mantissa.to(device), (shift - 40 - 20).to(device)),
+                   torch.tensor(eps_units, dtype=torch.int64, device=device), dim)
+
+    def __call__(self, h: torch.Tensor) -> tuple[torch.Tensor, Scale]:
+        """int8 rows of norm(h) * g and their scales, for h in fixed point FRACTION (|h| < 2^41)."""
+        peak = arith.bit_length(h.abs().amax(dim=-1).clamp(min=1))
+        # Sum of squares on h >> s, s chosen so each square and the row's sum stay below 2^61.
+        square_bits = (60 - (self.dim - 1).bit_length()) // 2
+        s = (peak - square_bits).clamp(min=0)
+        hs = h >> s[..., None]
+        total = (hs * hs).sum(dim=-1) + self.eps_units[s]  # = D * (mean(h^2) + eps) / 4^s, in h's units
+        # inv_rms = 2^(FRACTION - s) * sqrt(D / total), as a dyadic number: total ~= m * 2^e with
+        # e even, so sqrt(total / D) = sqrt(m * 2^20 / D) * 2^((e - 20) / 2).
+        m, e = arith.normalize(total, 40)
+        odd = e & 1
+        m, e = m << odd, e - odd
+        root = arith.isqrt(arith.div_round(m << 20, self.dim))  # about 2^25 / sqrt(D) * 2^5
+        inv = Scale(*arith.normalize(arith.div_round(torch.full_like(root, 1 << 60), root), MANTISSA_BITS))
+        inv = Scale(inv.mantissa, inv.exponent - 60 - (e - 20) // 2 + FRACTION - s)
+        # Rows of h * g (|h| < 2^41 and |g| <= 2^20: below 2^61); real h * g = u * 2^-FRACTION * weight_scale.
+        q, row_scale = quantize_rows(h * self.weight, FRACTION)
+        weight_scale = Scale(self.weight_scale.mantissa.expand_as(s), self.weight_scale.exponent.expand_as(s))
+        return q, row_scale.times(inv).times(weight_scale)
+
+
+class KVCache:
+    """Keys and values of `rows` windows, up to `context` positions, as int32 (|x| < 2^22)."""
+
+    def __init__(self, layers: int, rows: int, kv_heads: int, context: int, head_dim: int, device: torch.device):
+        shape = (layers, rows, kv_heads, context, head_dim)
+        self.keys = torch.zeros(shape, dtype=torch.int32, device=device)
+        self.values = torch.zeros(shape, dtype=torch.int32, device=device)
+        self.length = 0
+        self.context = context
+
+
+def portable_problem(config) -> str | None:
+    """Why the portable engine cannot run a model with this config exactly (None: it can)."""
+    model_type = getattr(config, "model_type", None)
+    if model_type not in SUPPORTED_TYPES:
+        return f"the portable engine runs Llama-type models ({', '.join(SUPPORTED_TYPES)}), not {model_type!r}"
+    if getattr(config, "mlp_bias", False):
+        return "the portable engine does not implement MLP biases"
+    if getattr(config, "hidden_act", "silu") != "silu":
+        return f"the portable engine implements SiLU, not {config.hidden_act!r}"
+    rope = getattr(config, "rope_parameters", None) or getattr(config, "rope_scaling", None) or {}
+    rope_type = rope.get("rope_type", rope.get("type", "default")) if isinstance(rope, dict) else "default"
+    if rope_type not in _ROPE_TYPES:
+        return f"the portable engine does not implement {rope_type!r} rotary embeddings"
+    head_dim = getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
+    if head_dim > 256 or head_dim % 2:
+        return f"the portable engine supports even head sizes up to 256, not {head_dim}"
+    return None
+
+
+def _rope_settings(config) -> tuple[str, str]:
+    rope = getattr(config, "rope_parameters", None) or getattr(config, "rope_scaling", None) or {}
+    theta = (rope.get("rope_theta") if isinstance(rope, dict) else None) or getattr(config, "rope_theta", 10000.0)
+    factor = rope.get("factor", 1.0) if isinstance(rope, dict) and rope.get("rope_type", rope.get("type")) == "linear" else 1.0
+    return repr(float(theta)), repr(float(factor))
+
+
+class PortableLlama:
+    """The integer model: built once from a float transformers model, then `forward` as needed."""
+
+    def __init__(self, model: torch.nn.Module, device: torch.device | str = "cpu"):
+        config = model.config
+        problem = portable_problem(config)
+        if problem:
+            raise UnsupportedParameterError(problem)
+        self.device = torch.device(device)
+        self.heads = config.num_attention_heads
+        self.kv_heads = getattr(config, "num_key_value_heads", None) or self.heads
+        self.head_dim = getattr(config, "head_dim", None) or config.hidden_size // self.heads
+        self.vocab_size = int(model.get_output_embeddings().weight.shape[0])
+        self.max_positions = int(getattr(config, "max_position_embeddings", 1 << 20))
+        sliding = getattr(config, "sliding_window", None) if getattr(config, "use_sliding_window", True) else None
+        self.sliding_window = int(sliding) if sliding else None
+        eps = float(config.rms_norm_eps)
+        inner = model.model
+        self.embed = _fixed(inner.embed_tokens.weight, FRACTION).to(self.device)
+        self.layers = []
+        for layer in inner.layers:
+            attn, mlp = layer.self_attn, layer.mlp
+            biases = [getattr(attn, name).bias for name in ("q_proj", "k_proj", "v_proj")]
+            qkv_bias = None if all(b is None for b in biases) else torch.cat([
+                b if b is not None else torch.zeros(getattr(attn, n).weight.shape[0])
+                for b, n in zip(biases, ("q_proj", "k_proj", "v_proj"))])
+            self.layers.append((
+                RMSNorm.from_float(layer.input_layernorm.weight, eps, self.device),
+                Linear.from_float(torch.cat([attn.q_proj.weight, attn.k_proj.weight, attn.v_proj.weight]),
+                                  qkv_bias, self.device),
+                Linear.from_float(attn.o_proj.weight, getattr(attn.o_proj, "bias", None), self.device),
+                RMSNorm.from_float(layer.post_attention_layernorm.weight, eps, self.device),
+                Linear.from_float(torch.cat([mlp.gate_proj.weight, mlp.up_proj.weight]), None, self.device),
+                Linear.from_float(mlp.down_proj.weight, None, self.device),
+            ))
+        self.final_norm = RMSNorm.from_float(inner.norm.weight, eps, self.device)
+        self.lm_head = Linear.from_float(model.get_output_embeddings().weight, None, self.device)
+        self.theta, self.position_scale = _rope_settings(config)
+        self.score_multiplier = arith.log2e_multiplier(self.head_dim)
+        self._rotary: tuple[torch.Tensor, torch.Tensor] | None = None
+
+    def new_cache(self, rows: int, context: int) -> KVCache:
+        return KVCache(len(self.layers), rows, self.kv_heads, context, self.head_dim, self.device)
+
+    def _rotary_tables(self, positions: int) -> tuple[torch.Tensor, torch.Tensor]:
+        if self._rotary is None or self._rotary[0].shape[0] < positions:
+            size = max(positions, 512)
+            cos, sin = arith.rotary_tables(size, self.head_dim, self.theta, self.position_scale, ROTARY_BITS)
+            self._rotary = (cos.to(self.device), sin.to(self.device))
+        return self._rotary
+
+    def _rotate(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+        half = x.shape[-1] // 2
+        turned = torch.cat([-x[..., half:], x[..., :half]], dim=-1)
+        return arith.shift_round(x * cos + turned * sin, ROTARY_BITS).clamp(-_QK_LIMIT, _QK_LIMIT)
+
+    def forward(self, tokens: torch.Tensor, cache: KVCache | None = None) -> torch.Tensor:
+        """Logits (rows, T, V) in fixed point FRACTION for `tokens` (rows, T).
+
+        Without a cache the T tokens are a window's first T positions (a full-sequence forward);
+        with one they continue the cached windows at position `cache.length`, and their keys and
+        values are appended.
+        """
+        with torch.inference_mode():
+            return self._forward(tokens, cache)
+
+    def _forward(self, tokens: torch.Tensor, cache: KVCache | None) -> torch.Tensor:
+        rows, count = tokens.shape
+        start = cache.length if cache is not None else 0
+        end = start + count
+        if end > self.max_positions:
+            raise UnsupportedParameterError(f"position {end} exceeds this model's {self.max_positions} positions")
+        if cache is not None and end > cache.context:
+            raise ValueError(f"the cache holds {cache.context} positions, not {end}")
+        cos_all, sin_all = self._rotary_tables(end)
+        cos, sin = cos_all[start:end], sin_all[start:end]
+        key_positions = torch.arange(end, device=self.device)
+        query_positions = torch.arange(start, end, device=self.device)
+        visible = key_positions[None, :] <= query_positions[:, None]  # (T, keys)
+        if self.sliding_window is not None:
+            visible &= key_positions[None, :] > query_positions[:, None] - self.sliding_window
+        h = self.embed[tokens]  # (rows, T, D)
+        heads, kv_heads, dim = self.heads, self.kv_heads, self.head_dim
+        for index, (norm1, qkv, out, norm2, gate_up, down) in enumerate(self.layers):
+            x, scale = norm1(h)
+            q, k, v = qkv(x, scale).split([heads * dim, kv_heads * dim, kv_heads * dim], dim=-1)
+            q = self._rotate(q.view(rows, count, heads, dim).transpose(1, 2), cos, sin)
+            k = self._rotate(k.view(rows, count, kv_heads, dim).transpose(1, 2), cos, sin)
+            v = v.view(rows, count, kv_heads, dim).transpose(1, 2).clamp(-_QK_LIMIT, _QK_LIMIT)
+            if cache is not None:
+                cache.keys[index, :, :, start:end] = k.int()
+                cache.values[index, :, :, start:end] = v.int()
+                k, v = cache.keys[index, :, :, :end].long(), cache.values[index, :, :, :end].long()
+            attended = self._attend(q, k, v, visible)  # (rows, heads, T, dim)
+            attended = attended.transpose(1, 2).reshape(rows, count, heads * dim)
+            h = (h + out(*quantize_rows(attended, FRACTION))).clamp(-_ACTIVATION_LIMIT, _ACTIVATION_LIMIT)
+            x, scale = norm2(h)
+            gate, up = gate_up(x, scale).clamp(-_MLP_LIMIT, _MLP_LIMIT).chunk(2, dim=-1)
+            mixed = arith.silu_fixed(gate, FRACTION) * up  # fixed point 2 * FRACTION, below 2^62
+            h = (h + down(*quantize_rows(mixed, 2 * FRACTION))).clamp(-_ACTIVATION_LIMIT, _ACTIVATION_LIMIT)
+        if cache is not None:
+            cache.length = end
+        x, scale = self.final_norm(h)
+        return self.lm_head(x, scale)
+
+    def _attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, visible: torch.Tensor) -> torch.Tensor:
+        """softmax(q k^T / sqrt(d)) v per head, in integers; k and v may have fewer heads (GQA).
+
+        q is first scaled by log2(e) / sqrt(d), so q.k comes out as a base-2 exponent (fixed
+        point 2 * FRACTION). |q|, |k| < 2^22 over at most 256 terms stays below 2^52: exact in
+        float64. The weights p (about 2^20 in total) times |v| < 2^22 stay below 2^43. Queries
+        go in blocks that read only the keys they may see, which halves a prefill's work and
+        changes no number (each query's row is computed alone).
+        """
+        group = self.heads // self.kv_heads
+        if group > 1:
+            k = k.repeat_interleave(group, dim=1)
+            v = v.repeat_interleave(group, dim=1)
+        q = arith.shift_round(q * self.score_multiplier, arith.LOG2E_BITS).clamp(-_QK_LIMIT, _QK_LIMIT).double()
+        k_t, v = k.transpose(-1, -2).double(), v.double()
+        count, keys = q.shape[2], k.shape[2]
+        outputs = []
+        for first in range(0, count, _QUERY_BLOCK):
+            last = min(count, first + _QUERY_BLOCK)
+            seen = keys - count + last  # keys up to the block's last query position
+            scores = torch.matmul(q[:, :, first:last], k_t[..., :seen]).long()
+            scores = arith.shift_round(scores, 2 * FRACTION - arith.EXP_FRACTION_BITS)
+            weights = arith.softmax_weights(scores, visible[first:last, :seen])
+            r, shift = arith.reciprocal(weights.sum(dim=-1, keepdim=True), 18)
+            p = arith.shift_round(weights * r, shift - ATTENTION_BITS)
+            outputs.append(torch.matmul(p.double(), v[:, :, :seen]).long())
+        return arith.shift_round(torch.cat(outputs, dim=2), ATTENTION_BITS)

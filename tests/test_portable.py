@@ -1,0 +1,235 @@
+"""The portable engine: exact integer primitives, an integer Llama whose numbers do not depend on
+batch, prefill versus stepping or machine, and files that decode in processes run differently."""
+from __future__ import annotations
+
+import math
+import os
+import random
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from llmzip import Codec, UnsupportedParameterError, inspect, load_model
+from llmzip.portable import PORTABLE_ENGINE, PortableLlama, arith, portable_problem
+from llmzip.quantize import TOTAL, frequencies_integer
+
+
+# ----------------------------------------------------------------------------------------------
+# Exact primitives against Python's integers
+
+
+def _random_ints(n: int, bits: int, seed: int, signed: bool = True) -> list[int]:
+    rng = random.Random(seed)
+    low = -(1 << bits) + 1 if signed else 0
+    values = [rng.randint(low, (1 << bits) - 1) for _ in range(n)]
+    return values + [0, 1, (1 << bits) - 1] + ([-(1 << bits) + 1, -1] if signed else [])
+
+
+def test_rounding_primitives_match_python_integers():
+    n = _random_ints(2000, 50, 0)
+    d = [abs(v) % (1 << 20) + 1 for v in _random_ints(2003, 30, 1)][: len(n)]
+    got = arith.div_round(torch.tensor(n), torch.tensor(d)).tolist()
+    assert got == [(2 * a + b) // (2 * b) for a, b in zip(n, d)]
+    shifts = [abs(v) % 40 for v in _random_ints(2003, 10, 2)][: len(n)]
+    got = arith.shift_round(torch.tensor(n), torch.tensor(shifts)).tolist()
+    assert got == [(a + ((1 << s) >> 1)) >> s for a, s in zip(n, shifts)]
+
+
+def test_bit_length_and_isqrt_are_exact_at_every_power_of_two():
+    edges = [(1 << k) + delta for k in range(62) for delta in (-1, 0, 1) if (1 << k) + delta >= 0]
+    values = edges + _random_ints(3000, 61, 3, signed=False)
+    t = torch.tensor(values)
+    assert arith.bit_length(t).tolist() == [v.bit_length() for v in values]
+    squares = [v for v in values if v < (1 << 62)] + [k * k + d for k in (3, 1 << 20, (1 << 30) + 7) for d in (-1, 0, 1)]
+    assert arith.isqrt(torch.tensor(squares)).tolist() == [math.isqrt(v) for v in squares]
+
+
+def test_int8_matmul_is_exact_beyond_float32s_24_bits():
+    """K = 3000 terms of 127 x 127 reach 48 million, past float32's exact range: the chunked
+    product must still be the exact integer (checked in int64)."""
+    torch.manual_seed(0)
+    x = torch.randint(-127, 128, (5, 3000))
+    w = torch.randint(-127, 128, (3000, 7))
+    x[0], w[:, 0] = 127, 127  # the extreme: every product at its maximum
+    exact = (x[:, :, None] * w[None, :, :]).sum(dim=1)
+    assert torch.equal(arith.int8_matmul(x.float(), w.float()), exact)
+    assert int(exact[0, 0]) == 3000 * 127 * 127
+
+
+def test_tables_are_the_functions_they_name():
+    e = arith.pow2_neg(torch.arange(0, 40 * 1024, 7))
+    reference = [2.0 ** 30 * 2.0 ** (-x / 1024) for x in range(0, 40 * 1024, 7)]
+    assert all(abs(a - b) <= 1 + b * 1e-3 for a, b in zip(e.tolist(), reference))
+    assert int(arith.pow2_neg(torch.tensor([0]))) == 1 << 30
+    x = torch.arange(-20 * 65536, 20 * 65536, 997)
+    silu = arith.silu_fixed(x, 16).double() / 65536
+    real = x.double() / 65536
+    assert float((silu - real * torch.sigmoid(real)).abs().max()) < 2e-3
+    cos, sin = arith.rotary_tables(300, 8, "10000.0", "1.0", 16)
+    positions = torch.arange(300, dtype=torch.float64)[:, None]
+    frequencies = 10000.0 ** (-torch.arange(4, dtype=torch.float64) * 2 / 8)
+    assert float((cos[:, :4] / 65536 - torch.cos(positions * frequencies)).abs().max()) < 2e-5
+    assert float((sin[:, 4:] / 65536 - torch.sin(positions * frequencies)).abs().max()) < 2e-5
+
+
+def test_integer_quantizer_tables_sum_exactly_and_keep_every_token():
+    torch.manual_seed(1)
+    logits = (torch.randn(64, 1000) * 4 * 65536).long()
+    logits[0] = 0  # flat
+    logits[1, 5] = 50 * 65536  # one token takes almost everything
+    logits[2, :] = -(1 << 40)
+    freqs = frequencies_integer(logits)
+    assert freqs.dtype == torch.int64
+    assert bool((freqs.sum(dim=-1) == TOTAL).all()) and int(freqs.min()) >= 1
+    assert int(freqs[1, 5]) > TOTAL - 1000 - 10
+    assert torch.equal(frequencies_integer(logits[10:17]), freqs[10:17])  # rows do not see each other
+    probs = torch.softmax(logits.double() / 65536, dim=-1)
+    assert float((freqs / TOTAL - probs).abs().max()) < 1e-3
+
+
+# ----------------------------------------------------------------------------------------------
+# The integer model
+
+
+def _tiny(tmp_path: Path, kind: str):
+    """A tiny model of another Llama-type architecture, saved and loaded through llmzip's loader."""
+    from transformers import AutoModelForCausalLM, MistralConfig, Qwen2Config
+
+    from conftest import _train_tokenizer
+
+    tokenizer = _train_tokenizer()
+    common = dict(vocab_size=len(tokenizer), hidden_size=48, intermediate_size=96, num_hidden_layers=2,
+                  num_attention_heads=6, num_key_value_heads=2, max_position_embeddings=512,
+                  bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id)
+    torch.manual_seed(3)
+    config = Qwen2Config(**common) if kind == "qwen2" else MistralConfig(**common, sliding_window=40)
+    model = AutoModelForCausalLM.from_config(config)
+    if kind == "qwen2":  # q/k/v biases that matter
+        for layer in model.model.layers:
+            for proj in (layer.self_attn.q_proj, layer.self_attn.k_proj, layer.self_attn.v_proj):
+                torch.nn.init.normal_(proj.bias, std=0.5)
+    folder = tmp_path / kind
+    model.save_pretrained(folder, safe_serialization=True)
+    tokenizer.save_pretrained(folder)
+    return load_model(folder, device="cpu")
+
+
+@pytest.fixture(scope="module")
+def architectures(llama, tmp_path_factory):
+    base = tmp_path_factory.mktemp("archs")
+    return {"llama": llama, "qwen2": _tiny(base, "qwen2"), "mistral": _tiny(base, "mistral")}
+
+
+@pytest.mark.parametrize("kind", ["llama", "qwen2", "mistral"])
+def test_prefill_equals_stepping_and_batch_does_not_matter(architectures, kind):
+    loaded = architectures[kind]
+    engine = PortableLlama(loaded.model)
+    torch.manual_seed(4)
+    tokens = torch.randint(0, loaded.vocab_size, (64, 60))
+    full = engine.forward(tokens[:7])  # 7 windows, one full-sequence forward
+    cache = engine.new_cache(7, 60)
+    stepped = torch.cat([engine.forward(tokens[:7, t : t + 1], cache) for t in range(60)], dim=1)
+    assert torch.equal(full, stepped)
+    assert torch.equal(engine.forward(tokens[:1]), full[:1])  # batch 1
+    assert torch.equal(engine.forward(tokens)[:7], full)  # batch 64
+    assert torch.equal(engine.forward(tokens[:1, :23]), full[:1, :23])  # a shorter window
+
+
+@pytest.mark.parametrize("kind", ["llama", "qwen2", "mistral"])
+def test_integer_logits_follow_the_float_model(architectures, kind):
+    loaded = architectures[kind]
+    torch.manual_seed(5)
+    tokens = torch.randint(0, loaded.vocab_size, (2, 50))
+    with torch.no_grad():
+        reference = loaded.model(tokens).logits.double()
+    ours = PortableLlama(loaded.model).forward(tokens).double() / 65536
+    assert float((ours - reference).abs().max()) < 0.05 * float(reference.abs().max())
+    # The same next-token distribution to within a small divergence.
+    kl = (torch.softmax(reference, -1) * (torch.log_softmax(reference, -1) - torch.log_softmax(ours, -1))).sum(-1)
+    assert float(kl.mean()) < 0.01
+
+
+def test_unsupported_architectures_are_named(gpt2, llama):
+    assert "gpt2" in portable_problem(gpt2.config)
+    assert portable_problem(llama.config) is None
+    with pytest.raises(UnsupportedParameterError, match="portable engine runs"):
+        Codec(gpt2, engine="portable")
+    assert Codec(gpt2).engine == "transformers"  # auto falls back to a float engine
+
+
+# ----------------------------------------------------------------------------------------------
+# Files
+
+
+def test_portable_is_the_default_and_binds_no_machine(llama, alice):
+    codec = Codec(llama, context=48)
+    assert codec.engine == PORTABLE_ENGINE
+    blob = codec.compress(alice[:3000])
+    header = inspect(blob).header
+    assert (header.engine, header.quantizer, header.device_class, header.threads) == (PORTABLE_ENGINE, "int-v1", "any", 0)
+    assert codec.decompress(blob) == alice[:3000]
+
+
+def test_file_does_not_depend_on_the_encoders_batch_or_the_decoders(llama, alice, monkeypatch):
+    data = alice[:4000]
+    one = Codec(llama, context=32, batch=1, stream_windows=3).compress(data)
+    many = Codec(llama, context=32, batch=5, stream_windows=3).compress(data)
+    assert one == many
+    assert len(inspect(one).header.extra) == 0 and inspect(one).blocks == 1
+    for per_call in (1, 2, 100):
+        monkeypatch.setattr(Codec, "decode_streams_per_call", lambda self, header, n=per_call: n)
+        assert Codec(llama).decompress(one) == data
+
+
+@pytest.mark.skipif(not hasattr(getattr(torch.backends.mkldnn, "matmul", None), "fp32_precision"),
+                    reason="this PyTorch has no per-backend float32 precision switch")
+def test_a_callers_bf16_matmul_setting_changes_no_bit(llama, alice):
+    """oneDNN runs float32 products in bf16 when asked (this CPU has AVX-512 BF16): int8 values
+    are exact in bf16 and the sums are float32, so the file must not change by a bit."""
+    data = alice[:1500]
+    reference = Codec(llama, context=40).compress(data)
+    previous = torch.backends.mkldnn.matmul.fp32_precision
+    torch.backends.mkldnn.matmul.fp32_precision = "bf16"
+    try:
+        assert Codec(llama, context=40).compress(data) == reference
+        assert torch.backends.mkldnn.matmul.fp32_precision == "bf16"  # the caller's setting is restored
+    finally:
+        torch.backends.mkldnn.matmul.fp32_precision = previous
+
+
+_DECODE_SCRIPT = """
+import sys, torch
+import llmzip
+if len(sys.argv) > 3:
+    torch.set_num_threads(int(sys.argv[3]))
+data = llmzip.Codec(sys.argv[1]).decompress(open(sys.argv[2], "rb").read())
+sys.stdout.buffer.write(data)
+sys.stderr.write(torch.backends.cpu.get_cpu_capability() + " %d" % torch.get_num_threads())
+"""
+
+
+@pytest.mark.parametrize("env,threads", [
+    ({"ATEN_CPU_CAPABILITY": "default"}, 1),
+    ({"ATEN_CPU_CAPABILITY": "avx2"}, 2),
+    ({"ATEN_CPU_CAPABILITY": "avx512"}, 1),
+    ({"ONEDNN_MAX_CPU_ISA": "AVX2"}, 2),
+    ({"MKL_ENABLE_INSTRUCTIONS": "SSE4_2", "MKL_CBWR": "COMPATIBLE"}, 2),
+])
+def test_a_file_decodes_in_a_process_run_differently(llama_dir, alice, tmp_path, env, threads):
+    """Compressed here (one thread, this CPU's best kernels); decoded in a process with other
+    vector kernels, another GEMM library ISA, another thread count: identical output."""
+    data = alice[:2500]
+    blob_path = tmp_path / "a.llmz"
+    blob_path.write_bytes(Codec(str(llama_dir), context=40).compress(data))
+    run_env = {**os.environ, **env, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    out = subprocess.run([sys.executable, "-c", _DECODE_SCRIPT, str(llama_dir), str(blob_path), str(threads)],
+                         capture_output=True, env=run_env, timeout=300)
+    assert out.returncode == 0, out.stderr.decode()[-2000:]
+    assert out.stdout == data
+    capability, used_threads = out.stderr.decode().split()[-2:]
+    assert int(used_threads) == threads
+    if "ATEN_CPU_CAPABILITY" in env:  # the switch took effect (this machine has AVX-512)
+        assert capability.lower() == env["ATEN_CPU_CAPABILITY"]
