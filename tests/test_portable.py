@@ -55,8 +55,29 @@ def test_int8_matmul_is_exact_beyond_float32s_24_bits():
     w = torch.randint(-127, 128, (3000, 7))
     x[0], w[:, 0] = 127, 127  # the extreme: every product at its maximum
     exact = (x[:, :, None] * w[None, :, :]).sum(dim=1)
-    assert torch.equal(arith.int8_matmul(x.float(), w.float()), exact)
+    assert torch.equal(arith.float32_int8_matmul(x.float(), w.float()), exact)
     assert int(exact[0, 0]) == 3000 * 127 * 127
+    # The int8 path (torch._int_mm where the probe trusts it) gives the same integers.
+    assert torch.equal(arith.int8_matmul(x.to(torch.int8), w.to(torch.int8), lambda: w.float()), exact)
+
+
+def test_a_saturating_int8_product_is_caught_and_replaced(monkeypatch):
+    """oneDNN's AVX2 int8 kernels saturate 16-bit pair sums (pytorch#136746): the probe must see
+    it, and the product must then come from the exact float32 path."""
+    def saturating(a, b):  # u8 x s8 pairs summed in int16 with saturation, as vpmaddubsw does
+        shifted = a.long() + 128
+        pairs = shifted.view(a.shape[0], -1, 2)[:, :, :, None] * b.long().view(-1, 2, b.shape[1])[None]
+        return (pairs.sum(dim=2).clamp(-32768, 32767).sum(dim=1) - 128 * b.long().sum(dim=0)).int()
+
+    monkeypatch.setattr(torch, "_int_mm", saturating)
+    arith.int_mm_is_exact.cache_clear()
+    try:
+        assert not arith.int_mm_is_exact("cpu", None, 64, 24)
+        x = torch.full((3, 64), 127, dtype=torch.int8)
+        w = torch.full((64, 24), 127, dtype=torch.int8)
+        assert int(arith.int8_matmul(x, w, lambda: w.float())[0, 0]) == 64 * 127 * 127
+    finally:
+        arith.int_mm_is_exact.cache_clear()
 
 
 def test_tables_are_the_functions_they_name():

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import decimal
 import functools
+from typing import Callable
 
 import torch
 
@@ -94,7 +95,7 @@ def normalize(value: torch.Tensor, bits: int) -> tuple[torch.Tensor, torch.Tenso
 FLOAT32_EXACT_TERMS = (1 << 24) // (127 * 127)  # 1,040
 
 
-def int8_matmul(x: torch.Tensor, weight_t: torch.Tensor) -> torch.Tensor:
+def float32_int8_matmul(x: torch.Tensor, weight_t: torch.Tensor) -> torch.Tensor:
     """x @ weight_t for int8-valued float32 operands (|values| <= 127), exact, as int64.
 
     The inner dimension is cut into chunks of at most FLOAT32_EXACT_TERMS, so each chunk's sum
@@ -116,14 +117,57 @@ def int8_matmul(x: torch.Tensor, weight_t: torch.Tensor) -> torch.Tensor:
     return total
 
 
-FLOAT64_EXACT = 1 << 53
+_INT_MM_MIN_ROWS = 17  # CUDA's int8 product needs more than 16 rows (and K, N multiples of 8)
 
 
-def float64_matmul(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """a @ b for int64 operands, exact as long as the caller guarantees that the sum of
-    |a_ik * b_kj| over k stays below 2^53 for every output: then every product and every partial
-    sum is an integer float64 represents exactly, in any order of addition."""
-    return torch.matmul(a.double(), b.double()).long()
+@functools.lru_cache(maxsize=None)
+def int_mm_is_exact(device_type: str, device_index: int | None, terms: int, columns: int) -> bool:
+    """Whether torch._int_mm gives exact int32 products here, for this inner size and width.
+
+    It is an int8 x int8 -> int32 product, exact by definition, but not always in practice: oneDNN's
+    AVX2 kernels (ONEDNN_MAX_CPU_ISA=AVX2, or CPUs without AVX-512 VNNI before PyTorch #136942)
+    add pairs of products in saturating 16-bit arithmetic. Operands at +-127 everywhere give the
+    largest pair sums, so a saturating kernel fails this probe; a few row counts cover the
+    kernels chosen for thin and tall inputs. Failing or missing, the float32 path takes over: it
+    gives the same integers, so a file never depends on which path ran.
+    """
+    if not hasattr(torch, "_int_mm"):
+        return False
+    device = torch.device(device_type, device_index) if device_index is not None else torch.device(device_type)
+    if device.type == "cuda" and (terms % 8 or columns % 8):
+        return False
+    generator = torch.Generator().manual_seed(terms * 131 + columns)
+    for rows in (1, 7, 64, 512):
+        x = torch.full((rows, terms), 127, dtype=torch.int8)
+        w = torch.full((terms, columns), 127, dtype=torch.int8)
+        x[1::2] = -127
+        w[:, 1::3] = torch.randint(-127, 128, (terms, len(range(1, columns, 3))), generator=generator, dtype=torch.int8)
+        expected = (x.double() @ w.double()).long()
+        try:
+            got = _int_mm_rows(x.to(device), w.to(device)).cpu()
+        except RuntimeError:
+            return False
+        if not torch.equal(got, expected):
+            return False
+    return True
+
+
+def _int_mm_rows(x: torch.Tensor, weight_t: torch.Tensor) -> torch.Tensor:
+    rows = x.shape[0]
+    if x.device.type == "cuda" and rows < _INT_MM_MIN_ROWS:
+        x = torch.cat([x, x.new_zeros((_INT_MM_MIN_ROWS - rows, x.shape[1]))])
+    return torch._int_mm(x, weight_t)[:rows].long()
+
+
+def int8_matmul(x: torch.Tensor, weight_t: torch.Tensor, weight_float: "Callable[[], torch.Tensor]") -> torch.Tensor:
+    """x @ weight_t for int8 tensors (|values| <= 127), exact, as int64: through torch._int_mm
+    where `int_mm_is_exact` vouches for it, else through `float32_int8_matmul` on the float32
+    copy of the weights that `weight_float` returns."""
+    terms, columns = weight_t.shape
+    if int_mm_is_exact(x.device.type, x.device.index, terms, columns):
+        flat = x.reshape(-1, terms)
+        return _int_mm_rows(flat, weight_t).reshape(*x.shape[:-1], columns)
+    return float32_int8_matmul(x.float(), weight_float())
 
 
 # --------------------------------------------------------------------------------------------

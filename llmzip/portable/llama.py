@@ -11,8 +11,8 @@ What each value is (all int64 tensors, "fixed point F" meaning real = integer * 
 Why the result is the same on any CPU or GPU, for any batch and for prefill as for stepping:
 1. Every operation is an integer operation whose result is defined by its operands alone (add,
    multiply, shift, floor division, comparison, max, gather), or a float matrix product whose
-   operands and partial sums are integers within float's exact range (`arith.int8_matmul`,
-   `arith.float64_matmul`), or a float first guess that integer steps correct (`arith.isqrt`,
+   operands and partial sums are integers within float's exact range (`arith.int8_matmul`
+   and the float64 products of attention), or a float first guess that integer steps correct (`arith.isqrt`,
    `arith.bit_length`). None of these depends on summation order, vector width, thread count or
    fused multiply-adds.
 2. Every operation works row by row (per token), except attention, which reads the rows of the
@@ -59,7 +59,7 @@ class Scale(NamedTuple):
 
 
 def quantize_rows(values: torch.Tensor, fraction: int | torch.Tensor) -> tuple[torch.Tensor, Scale]:
-    """int8 per row (|q| <= 127, as float32 for the exact matrix product) and each row's scale.
+    """int8 per row (|q| <= 127) and each row's scale.
 
     Rows are first shifted down to at most 38 bits (far beyond int8's precision). Then
     q = round(v * r / 2^s) with r = floor(127 * 2^s / max|v|), s = bit_length(max|v|) + 16: one
@@ -73,7 +73,7 @@ def quantize_rows(values: torch.Tensor, fraction: int | torch.Tensor) -> tuple[t
     r = torch.div(torch.bitwise_left_shift(torch.full_like(amax, 127), shift), amax, rounding_mode="floor")
     q = arith.shift_round(values * r[..., None], shift[..., None])
     mantissa, extra = arith.normalize(arith.div_round(torch.full_like(r, 1 << 55), r), MANTISSA_BITS)
-    return q.float(), Scale(mantissa, extra + shift - 55 + down - fraction)
+    return q.to(torch.int8), Scale(mantissa, extra + shift - 55 + down - fraction)
 
 
 def apply_scales(acc: torch.Tensor, rows: Scale, columns: torch.Tensor, column_exponent: int,
@@ -93,13 +93,14 @@ def _fixed(tensor: torch.Tensor, fraction: int) -> torch.Tensor:
 
 @dataclass
 class Linear:
-    """int8 weights (transposed, float32-valued for the exact product) and per-channel scales
-    mantissa * 2^exponent with one exponent for the matrix (so the rescaling shift is per row)."""
+    """int8 weights (transposed) and per-channel scales mantissa * 2^exponent with one exponent for
+    the matrix (so the rescaling shift is per row)."""
 
-    weight_t: torch.Tensor  # (in, out)
+    weight_t: torch.Tensor  # (in, out), int8
     mantissa: torch.Tensor  # (out,), at most 16 bits
     exponent: int
     bias: torch.Tensor | None  # fixed point FRACTION
+    _weight_float: torch.Tensor | None = None
 
     @classmethod
     def from_float(cls, weight: torch.Tensor, bias: torch.Tensor | None, device: torch.device) -> "Linear":
@@ -110,11 +111,17 @@ class Linear:
         q = arith.div_round(fixed * 127, amax[:, None])
         shift = int(arith.bit_length(amax.max().reshape(1))) - 7 - MANTISSA_BITS  # amax / 127 < 2^16 * 2^shift
         mantissa = arith.div_round(amax, 127 << shift) if shift >= 0 else arith.div_round(amax << -shift, 127)
-        return cls(q.t().contiguous().float().to(device), mantissa.to(device), shift - 40,
+        return cls(q.t().contiguous().to(device, torch.int8), mantissa.to(device), shift - 40,
                    None if bias is None else _fixed(bias, FRACTION).to(device))
 
+    def weight_float(self) -> torch.Tensor:
+        """The weights as float32, made on first use: only where torch._int_mm cannot be trusted."""
+        if self._weight_float is None:
+            self._weight_float = self.weight_t.float()
+        return self._weight_float
+
     def __call__(self, x: torch.Tensor, scale: Scale) -> torch.Tensor:
-        y = apply_scales(arith.int8_matmul(x, self.weight_t), scale, self.mantissa, self.exponent)
+        y = apply_scales(arith.int8_matmul(x, self.weight_t, self.weight_float), scale, self.mantissa, self.exponent)
         return y if self.bias is None else y + self.bias
 
 
