@@ -18,8 +18,8 @@ its own id: a file is always decoded by the quantizer that encoded it.
 The portable engine's logits are integers, and its quantizer ("int-v1", `frequencies_integer`)
 is integer throughout, so its tables are the same on every machine:
 
-1. w = 2^30 * 2^(-(x_max - x) * log2 e) from a table (`portable.arith`), with logits x in fixed
-   point 16 (nats): the most probable token gets exactly 2^30.
+1. w = 2^30 * 2^-(x_max - x) from a table (`portable.arith`), with logits x in bits, fixed point
+   16, and the gap rounded to 2^-10: the most probable token gets exactly 2^30.
 2. M = floor((2^24 - V) * 2^38 / sum(w)); f = floor(w * M / 2^38) + 1, never above the exact
    share, so sum(f) <= 2^24.
 3. The remainder 2^24 - sum(f) (small, non-negative) goes to the first maximal logit.
@@ -66,8 +66,9 @@ def frequencies_torch(logits: torch.Tensor) -> torch.Tensor:
     return freqs
 
 
-def frequencies_integer(logits: torch.Tensor) -> torch.Tensor:
-    """The portable quantizer: int64 frequencies (rows, V) from int64 logits in fixed point 16."""
+def _integer_shares(logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Steps 1-2 of int-v1: (floor(w * M / 2^38), the remainder, the first maximal logit, sum(w))
+    per row."""
     from .portable import arith
     from .portable.llama import FRACTION
 
@@ -77,11 +78,36 @@ def frequencies_integer(logits: torch.Tensor) -> torch.Tensor:
     if not 3 <= vocab < TOTAL // 2:
         raise UnsupportedParameterError(f"vocabulary size {vocab} is outside what the coder supports")
     top = logits.amax(dim=-1, keepdim=True)
-    weights = arith.pow2_neg(arith.to_base2(top - logits, FRACTION))
-    scale = torch.div((TOTAL - vocab) << _RECIPROCAL_BITS, weights.sum(dim=-1, keepdim=True), rounding_mode="floor")
-    freqs = ((weights * scale) >> _RECIPROCAL_BITS) + 1
-    remainder = TOTAL - freqs.sum(dim=-1, keepdim=True)
-    return freqs.scatter_add_(-1, torch.argmax(logits, dim=-1, keepdim=True), remainder)
+    weights = arith.pow2_neg(arith.shift_round_(top - logits, torch.tensor(FRACTION - arith.EXP_FRACTION_BITS)))
+    total = weights.sum(dim=-1, keepdim=True)
+    shares = weights.mul_(torch.div((TOTAL - vocab) << _RECIPROCAL_BITS, total, rounding_mode="floor"))
+    shares >>= _RECIPROCAL_BITS
+    remainder = TOTAL - vocab - shares.sum(dim=-1, keepdim=True)
+    return shares, remainder, torch.argmax(logits, dim=-1, keepdim=True), total
+
+
+def frequencies_integer(logits: torch.Tensor) -> torch.Tensor:
+    """The portable quantizer: int64 frequencies (rows, V) from int64 logits in bits, fixed point 16."""
+    shares, remainder, top, _ = _integer_shares(logits)
+    return shares.add_(1).scatter_add_(-1, top, remainder)
+
+
+def intervals_integer(logits: torch.Tensor, tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(low, frequency) of each row's token under `frequencies_integer`, without its table, and
+    -log2 p(token) under the engine's softmax before quantization (the estimate beside the real
+    size, in float64). low = the shares below the token, plus one per token below it, plus the
+    remainder if the top token is below it."""
+    from .portable.llama import FRACTION
+
+    shares, remainder, top, total = _integer_shares(logits)
+    index = tokens.reshape(-1, 1).long()
+    gap_bits = (logits.gather(-1, top) - logits.gather(-1, index)).squeeze(-1).double() / (1 << FRACTION)
+    nll_bits = torch.log2(total.squeeze(-1).double()) - 30 + gap_bits
+    share = shares.gather(-1, index)
+    below = shares.cumsum_(dim=-1).gather(-1, index) - share
+    low = below + index + torch.where(top < index, remainder, 0)
+    freq = share + 1 + torch.where(top == index, remainder, 0)
+    return low.squeeze(-1), freq.squeeze(-1), nll_bits
 
 
 def quantizer_id(name: str, vocab: int) -> str:

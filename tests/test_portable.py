@@ -14,7 +14,7 @@ import torch
 
 from llmzip import Codec, UnsupportedParameterError, inspect, load_model
 from llmzip.portable import PORTABLE_ENGINE, PortableLlama, arith, portable_problem
-from llmzip.quantize import TOTAL, frequencies_integer
+from llmzip.quantize import TOTAL, frequencies_integer, intervals, intervals_integer
 
 
 # ----------------------------------------------------------------------------------------------
@@ -107,8 +107,16 @@ def test_integer_quantizer_tables_sum_exactly_and_keep_every_token():
     assert bool((freqs.sum(dim=-1) == TOTAL).all()) and int(freqs.min()) >= 1
     assert int(freqs[1, 5]) > TOTAL - 1000 - 10
     assert torch.equal(frequencies_integer(logits[10:17]), freqs[10:17])  # rows do not see each other
-    probs = torch.softmax(logits.double() / 65536, dim=-1)
+    probs = torch.softmax(logits.double() / 65536 * math.log(2), dim=-1)  # logits are in bits
     assert float((freqs / TOTAL - probs).abs().max()) < 1e-3
+    # The encoder's shortcut names the same intervals as the decoder's full table.
+    tokens = torch.randint(0, 1000, (64,))
+    tokens[1], tokens[3] = 5, int(torch.argmax(logits[3]))
+    low, freq, nll_bits = intervals_integer(logits, tokens)
+    table_low, table_freq = intervals(freqs, tokens)
+    assert torch.equal(low, table_low) and torch.equal(freq, table_freq)
+    expected = -torch.log_softmax(logits.double() / 65536 * math.log(2), dim=-1)[torch.arange(64), tokens] / math.log(2)
+    assert float((nll_bits - expected).abs().max()) < 1e-3  # the table steps 2^-10 in the exponent
 
 
 # ----------------------------------------------------------------------------------------------
@@ -166,7 +174,7 @@ def test_integer_logits_follow_the_float_model(architectures, kind):
     tokens = torch.randint(0, loaded.vocab_size, (2, 50))
     with torch.no_grad():
         reference = loaded.model(tokens).logits.double()
-    ours = PortableLlama(loaded.model).forward(tokens).double() / 65536
+    ours = PortableLlama(loaded.model).forward(tokens).double() / 65536 * math.log(2)  # bits to nats
     assert float((ours - reference).abs().max()) < 0.05 * float(reference.abs().max())
     # The same next-token distribution to within a small divergence.
     kl = (torch.softmax(reference, -1) * (torch.log_softmax(reference, -1) - torch.log_softmax(ours, -1))).sum(-1)

@@ -44,6 +44,14 @@ def shift_round(value: torch.Tensor, shift: torch.Tensor | int) -> torch.Tensor:
     return (value + half) >> shift
 
 
+def shift_round_(value: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
+    """`shift_round` in place, for large tensors (a shift tensor broadcast against them)."""
+    half = torch.bitwise_left_shift(torch.ones_like(shift), shift) >> 1
+    value += half
+    value >>= shift
+    return value
+
+
 def bit_length(value: torch.Tensor) -> torch.Tensor:
     """The number of bits of each non-negative value below 2^62 (0 for 0), like int.bit_length.
 

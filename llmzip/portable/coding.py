@@ -10,7 +10,6 @@ the same tables.
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Callable
 
@@ -20,10 +19,9 @@ import torch
 from .. import schedule
 from ..coder import StreamDecoder, StreamEncoder
 from ..errors import FormatError
-from ..quantize import frequencies_integer, intervals
-from .llama import FRACTION, PortableLlama
+from ..quantize import frequencies_integer, intervals_integer
+from .llama import PortableLlama
 
-_LN2 = math.log(2.0)
 _QUANTIZE_ROWS = 128  # rows of logits turned into frequencies at once (bounds memory at large V)
 
 
@@ -31,7 +29,7 @@ _QUANTIZE_ROWS = 128  # rows of logits turned into frequencies at once (bounds m
 class EncodedStreams:
     streams: list[bytes]
     quantized_bits: float  # -log2 of the coded probabilities
-    cross_entropy_bits: float  # -log2 p under the engine's own logits, in float64: the estimate
+    cross_entropy_bits: float  # -log2 p under the engine's softmax before quantization: the estimate
 
 
 def _window_tokens(ids: list[int], windows: list[schedule.Window], bos: int, device: torch.device) -> torch.Tensor:
@@ -62,12 +60,9 @@ def encode(engine: PortableLlama, ids: list[int], bos: int, context: int, per_st
                 targets = targets_all[w.start : w.start + w.length].to(engine.device)
                 for a in range(0, w.length, _QUANTIZE_ROWS):
                     b = min(w.length, a + _QUANTIZE_ROWS)
-                    block = logits[row, a:b]
-                    low, freq = intervals(frequencies_integer(block), targets[a:b])
+                    low, freq, nll_bits = intervals_integer(logits[row, a:b], targets[a:b])
                     lows[a:b, first + row], freqs[a:b, first + row] = low.cpu().numpy(), freq.cpu().numpy()
-                    x = block.double() / (1 << FRACTION)
-                    nll = torch.logsumexp(x, dim=-1) - x.gather(-1, targets[a:b, None])[:, 0]
-                    result.cross_entropy_bits += float(nll.sum()) / _LN2
+                    result.cross_entropy_bits += float(nll_bits.sum())
                 if on_tokens is not None:
                     on_tokens(w.length)
         coded = np.arange(steps)[:, None] < np.array([w.length for w in members])[None, :]  # step-major order

@@ -6,7 +6,7 @@ What each value is (all int64 tensors, "fixed point F" meaning real = integer * 
 - weights: int8 per output channel with a per-channel scale, requantized from the float weights
   by integer arithmetic alone (`_quantize_weight`);
 - attention weights: softmax numerators 2^30 exp(.) from a table, normalized to 2^20;
-- logits: fixed point 16, in nats.
+- logits: fixed point 16, in bits (log2(e) is folded into the output layer's scales).
 
 Why the result is the same on any CPU or GPU, for any batch and for prefill as for stepping:
 1. Every operation is an integer operation whose result is defined by its operands alone (add,
@@ -83,7 +83,8 @@ def apply_scales(acc: torch.Tensor, rows: Scale, columns: torch.Tensor, column_e
     |acc| < 2^26 and 16-bit mantissas keep the product below 2^58; the shift is per row only.
     """
     shift = -(rows.exponent + column_exponent + fraction)
-    return arith.shift_round(acc * columns * rows.mantissa[..., None], shift.clamp(0, 62)[..., None])
+    product = acc.mul_(columns).mul_(rows.mantissa[..., None])  # in place: acc is the product's fresh output
+    return arith.shift_round_(product, shift.clamp(0, 62)[..., None])
 
 
 def _fixed(tensor: torch.Tensor, fraction: int) -> torch.Tensor:
@@ -103,14 +104,18 @@ class Linear:
     _weight_float: torch.Tensor | None = None
 
     @classmethod
-    def from_float(cls, weight: torch.Tensor, bias: torch.Tensor | None, device: torch.device) -> "Linear":
+    def from_float(cls, weight: torch.Tensor, bias: torch.Tensor | None, device: torch.device,
+                   base2: bool = False) -> "Linear":
         """Requantize in integers: w = round(W * 2^40), then round(127 w / max|w|) per row; a
-        channel's scale is max|w| / 127, to 16 bits for the largest channel of the matrix."""
+        channel's scale is max|w| / 127, to 16 bits for the largest channel of the matrix.
+        `base2` folds log2(e) into the scales, so the outputs (logits) come out in bits."""
         fixed = _fixed(weight, 40)
         amax = fixed.abs().amax(dim=1).clamp(min=1)
         q = arith.div_round(fixed * 127, amax[:, None])
         shift = int(arith.bit_length(amax.max().reshape(1))) - 7 - MANTISSA_BITS  # amax / 127 < 2^16 * 2^shift
         mantissa = arith.div_round(amax, 127 << shift) if shift >= 0 else arith.div_round(amax << -shift, 127)
+        if base2:  # about 1.44 * 2^16 at most: the products stay below 2^59
+            mantissa = arith.div_round(mantissa * arith.LOG2E, 1 << arith.LOG2E_BITS)
         return cls(q.t().contiguous().to(device, torch.int8), mantissa.to(device), shift - 40,
                    None if bias is None else _fixed(bias, FRACTION).to(device))
 
@@ -246,7 +251,7 @@ class PortableLlama:
                 Linear.from_float(mlp.down_proj.weight, None, self.device),
             ))
         self.final_norm = RMSNorm.from_float(inner.norm.weight, eps, self.device)
-        self.lm_head = Linear.from_float(model.get_output_embeddings().weight, None, self.device)
+        self.lm_head = Linear.from_float(model.get_output_embeddings().weight, None, self.device, base2=True)
         self.theta, self.position_scale = _rope_settings(config)
         self.score_multiplier = arith.log2e_multiplier(self.head_dim)
         self._rotary: tuple[torch.Tensor, torch.Tensor] | None = None
@@ -267,7 +272,7 @@ class PortableLlama:
         return arith.shift_round(x * cos + turned * sin, ROTARY_BITS).clamp(-_QK_LIMIT, _QK_LIMIT)
 
     def forward(self, tokens: torch.Tensor, cache: KVCache | None = None) -> torch.Tensor:
-        """Logits (rows, T, V) in fixed point FRACTION for `tokens` (rows, T).
+        """Logits (rows, T, V) in bits, fixed point FRACTION, for `tokens` (rows, T).
 
         Without a cache the T tokens are a window's first T positions (a full-sequence forward);
         with one they continue the cached windows at position `cache.length`, and their keys and
