@@ -33,6 +33,7 @@ import json
 import os
 import platform
 import re
+import resource
 import statistics
 import subprocess
 import sys
@@ -142,6 +143,23 @@ def summarize(runs: list[dict]) -> dict:
             "median_coding_seconds": statistics.median(coding) if coding else None}
 
 
+def busy_cpu_seconds() -> float | None:
+    """CPU time the whole machine has spent busy since boot (all processes), from /proc/stat."""
+    try:
+        fields = Path("/proc/stat").read_text().splitlines()[0].split()[1:]
+    except OSError:
+        return None
+    ticks = [int(x) for x in fields]
+    idle = ticks[3] + (ticks[4] if len(ticks) > 4 else 0)  # idle and iowait
+    return (sum(ticks[:8]) - idle) / os.sysconf("SC_CLK_TCK")
+
+
+def own_cpu_seconds() -> float:
+    """CPU time of this script and the runs it waited for."""
+    return sum(u.ru_utime + u.ru_stime for u in (resource.getrusage(resource.RUSAGE_SELF),
+                                                  resource.getrusage(resource.RUSAGE_CHILDREN)))
+
+
 def load_average() -> list[float] | None:
     try:
         return list(os.getloadavg())
@@ -168,6 +186,7 @@ def main(argv: list[str] | None = None) -> dict:
     options = (["--model", args.model] if args.model else []) + (["--engine", args.engine] if args.engine else [])
     started = time.time()
     load_before = load_average()
+    busy_before, ours_before = busy_cpu_seconds(), own_cpu_seconds()
     with tempfile.TemporaryDirectory(prefix="llmzip-concurrency-") as tmp:
         source = Path(tmp) / args.file.name
         source.write_bytes(data)
@@ -182,6 +201,10 @@ def main(argv: list[str] | None = None) -> dict:
         packed.write_bytes(warm["output"])
         info = subprocess.run([sys.executable, "-m", "llmzip.cli", "info", str(packed)], capture_output=True,
                               env=env, cwd=ROOT)
+    busy_after, ours_after = busy_cpu_seconds(), own_cpu_seconds()
+    # What other processes took from the machine meanwhile: the timings are only as clean as this.
+    others = (None if busy_before is None or busy_after is None else
+              max(0.0, (busy_after - busy_before) - (ours_after - ours_before)))
     threads = re.search(rb"threads (\d+)", info.stdout)
     engine = re.search(rb"engine ([^,\s]+)", info.stdout)
     outputs = {r["output"] for arm in runs.values() for rs in arm.values() for r in rs} | {warm["output"]}
@@ -204,6 +227,7 @@ def main(argv: list[str] | None = None) -> dict:
             "torch": version("torch"), "transformers": version("transformers"), "llmzip": version("llmzip"),
             "llmzip_git": git_commit(), "python": platform.python_version(), "platform": platform.platform(),
             "load_average_before": load_before, "load_average_after": load_average(),
+            "other_processes_cpu_seconds": others,
         },
         "settings": {
             "input": str(args.file.resolve().relative_to(ROOT)) if args.file.resolve().is_relative_to(ROOT)
@@ -237,8 +261,10 @@ def report(result: dict) -> None:
     for arm, r in result["arms"].items():
         print(f"{arm:<10} {str(r['openmp_spin_count']):>12} {r['alone']['median_wall_seconds']:>9.1f} "
               f"{r['side_by_side']['median_wall_seconds']:>17.1f} {r['ratio']:>6.2f}")
-    print(f"outputs identical: {'yes' if result['outputs_identical'] else 'NO'}; "
-          f"whole script {result['seconds']:.0f} s")
+    others = env["other_processes_cpu_seconds"]
+    print(f"outputs identical: {'yes' if result['outputs_identical'] else 'NO'}; whole script "
+          f"{result['seconds']:.0f} s; other processes used "
+          + ("?" if others is None else f"{others:.0f} CPU-seconds meanwhile"))
 
 
 if __name__ == "__main__":

@@ -405,7 +405,9 @@ def concurrency_section(path: Path) -> str:
         f"- input: first {settings['input_bytes']:,} bytes of `{settings['input']}`; model {settings['model']}, "
         f"engine {settings['engine']}, {settings['threads']} threads (torch's default: one per core); "
         f"{settings['repeats']} repeat(s), medians",
-        f"- command: `{r['command']}` ({r['seconds'] / 60:.1f} min)",
+        f"- command: `{r['command']}` ({r['seconds'] / 60:.1f} min); other processes used "
+        + ("an unknown amount of" if env.get("other_processes_cpu_seconds") is None else
+           f"{env['other_processes_cpu_seconds']:.0f}") + " CPU-seconds of the machine during the run",
         "",
     ]
     labels = {"llmzip": "llmzip (OMP_WAIT_POLICY=PASSIVE, set before torch loads)",

@@ -23,6 +23,8 @@ def test_concurrency_script_times_both_arms(gpt2_dir, tmp_path, capsys):
     saved = json.loads(out.read_text())
     assert saved["outputs_identical"] and saved["settings"]["input_bytes"] == 150
     assert saved["settings"]["engine"] == "transformers" and saved["settings"]["threads"] >= 1
+    others = saved["environment"]["other_processes_cpu_seconds"]
+    assert others is None or others >= 0
     for arm in ("llmzip", "spinning"):
         a = saved["arms"][arm]
         assert len(a["runs"]["alone"]) == 1 and len(a["runs"]["side_by_side"]) == 2
