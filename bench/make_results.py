@@ -390,7 +390,9 @@ def gpu_speed_section(path: Path) -> str:
 def concurrency_section(path: Path) -> str:
     """bench/concurrency.py: one llmzip alone against two side by side, with and without spinning threads."""
     lines = ["## Two llmzip processes side by side (`bench/concurrency.py`)", ""]
-    if not path.is_file():
+    if path.is_file():
+        lines[0] += f", engine {json.loads(path.read_text())['settings']['engine']}"
+    else:
         lines.append("Not run yet: `python bench/concurrency.py --out bench/results/concurrency.json`, then "
                      "`python bench/make_results.py --write`.")
         return "\n".join(lines) + "\n"
@@ -429,8 +431,10 @@ def concurrency_section(path: Path) -> str:
 
 def write() -> None:
     replot()
-    sections = [run_section(*r) for r in RUNS] + [gpu_speed_section(RESULTS / "gpu_speed.json"),
-                                                  concurrency_section(RESULTS / "concurrency.json")]
+    # One concurrency run per engine: concurrency.json, concurrency_ENGINE.json, ...
+    concurrency = sorted(RESULTS.glob("concurrency*.json")) or [RESULTS / "concurrency.json"]
+    sections = ([run_section(*r) for r in RUNS] + [gpu_speed_section(RESULTS / "gpu_speed.json")]
+                + [concurrency_section(path) for path in concurrency])
     doc = [
         "# llmzip benchmark results",
         "",
