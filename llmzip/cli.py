@@ -78,14 +78,17 @@ def _add_model_options(p: argparse.ArgumentParser, coding: bool) -> None:
     if coding:
         p.add_argument("--context", type=int, default=512, help="tokens per window (default 512)")
         p.add_argument("--batch", type=int, default=None,
-                       help="windows per model call (default: 16 on CPU; on GPU as many as free memory holds, up to 512)")
+                       help="windows per model call (portable engine: 1 on CPU, on GPU from free memory, not "
+                            "recorded; float engines: 16 on CPU, on GPU from free memory up to 512, recorded)")
         p.add_argument("--threads", type=int, default=None,
-                       help="CPU threads (default: torch's; recorded in the file, which decodes with the same)")
-        p.add_argument("--quantizer", default="auto", choices=["auto", "torch-v1", "triton-v1"],
-                       help="logits-to-frequencies implementation (default: triton-v1 on GPU, torch-v1 on CPU)")
-        p.add_argument("--engine", default="auto", choices=["auto", "transformers", "static"],
-                       help="step engine (default: static with CUDA graphs on GPU for Llama-type models, "
-                            "else transformers)")
+                       help="CPU threads (default: torch's; a float engine's file records them and decodes with the same)")
+        p.add_argument("--quantizer", default="auto", choices=["auto", "int-v1", "torch-v1", "triton-v1"],
+                       help="logits-to-frequencies implementation (default: int-v1 with the portable engine; "
+                            "else triton-v1 on GPU, torch-v1 on CPU)")
+        p.add_argument("--engine", default="auto", choices=["auto", "portable", "transformers", "static"],
+                       help="model engine (default: portable, exact integers that decode on any CPU or GPU, for "
+                            "Llama, Qwen2 and Mistral models; else static with CUDA graphs on GPU for Llama-type "
+                            "models, else transformers)")
 
 
 def _add_io_options(p: argparse.ArgumentParser) -> None:

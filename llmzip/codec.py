@@ -196,14 +196,13 @@ class Codec:
         else:
             self.quantizer = quantizer_id(_pick_quantizer(quantizer, self.model.device), self.model.vocab_size)
         # On the CPU the thread count splits the matrix work differently and changes the last bits
-        # of the float engines' logits, so it is fixed per file; on a GPU, and for the portable
-        # engine anywhere, it does not enter the numbers (0).
-        if self.engine == PORTABLE_ENGINE:
-            self.threads = 0
-        elif self.model.device.type == "cpu":
+        # of the float engines' logits, so it is fixed per file; on a GPU it does not enter the
+        # numbers (0). The portable engine runs with the threads asked for (0: torch's) and its
+        # files record none.
+        if self.model.device.type == "cpu" and self.engine != PORTABLE_ENGINE:
             self.threads = threads or torch.get_num_threads()
         else:
-            self.threads = 0
+            self.threads = threads or 0
         if not 0 <= self.threads <= 4096:
             raise UnsupportedParameterError(f"threads must be between 1 and 4096, not {threads}")
 
@@ -225,7 +224,7 @@ class Codec:
                       tokenizer_fingerprint=m.table.fingerprint[:size],
                       bos_id=m.bos_id, context=self.context, batch=self.stream_windows if portable else self.batch,
                       dtype=m.dtype_name,
-                      device_class=PORTABLE_DEVICE_CLASS if portable else m.device_class, threads=self.threads,
+                      device_class=PORTABLE_DEVICE_CLASS if portable else m.device_class, threads=0 if portable else self.threads,
                       attention=PORTABLE_ATTENTION if portable else m.attention, quantizer=self.quantizer,
                       precision=PRECISION, coder=CODER_ID, software=software_versions(), engine=self.engine,
                       stream_windows=self.stream_windows)

@@ -42,3 +42,31 @@ def test_default_model_fingerprint_is_stable(default_codec):
     assert again.name == "SmolLM2-135M-Instruct.Q4_1"
     cache = os.environ["LLMZIP_CACHE"]
     assert any("SmolLM2" in name for name in os.listdir(os.path.join(cache, "models")))
+
+
+GOLDEN = os.path.join(os.path.dirname(__file__), "data", "golden")
+
+
+def test_golden_portable_file_decodes(default_codec):
+    """A file the portable engine made with the default model (llmzip 0.1.0, format 2), checked in
+    with its original: every later version must decode it, so a change that moves one bit of the
+    engine's or the quantizer's integers fails here."""
+    with open(os.path.join(GOLDEN, "portable-v1.txt.llmz"), "rb") as f:
+        blob = f.read()
+    with open(os.path.join(GOLDEN, "portable-v1.txt"), "rb") as f:
+        original = f.read()
+    assert default_codec.decompress(blob) == original
+
+
+def test_default_model_prefill_equals_stepping_at_any_batch(default_codec):
+    import torch
+
+    engine = default_codec.portable
+    torch.manual_seed(0)
+    tokens = torch.randint(0, default_codec.model.vocab_size, (64, 8))
+    full = engine.forward(tokens[:7])
+    cache = engine.new_cache(7, 8)
+    stepped = torch.cat([engine.forward(tokens[:7, t : t + 1], cache) for t in range(8)], dim=1)
+    assert torch.equal(full, stepped)
+    assert torch.equal(engine.forward(tokens[:1]), full[:1])
+    assert torch.equal(engine.forward(tokens)[:7], full)

@@ -58,7 +58,12 @@ def test_int8_matmul_is_exact_beyond_float32s_24_bits():
     assert torch.equal(arith.float32_int8_matmul(x.float(), w.float()), exact)
     assert int(exact[0, 0]) == 3000 * 127 * 127
     # The int8 path (torch._int_mm where the probe trusts it) gives the same integers.
-    assert torch.equal(arith.int8_matmul(x.to(torch.int8), w.to(torch.int8), lambda: w.float()), exact)
+    assert torch.equal(arith.int_matmul(x.to(torch.int8), w.to(torch.int8), lambda: w.float()), exact)
+    # 16-bit activations, split into int8 halves, at their extremes too.
+    x16 = torch.randint(-arith.INT16_LEVELS, arith.INT16_LEVELS + 1, (6, 3000))
+    x16[0], x16[1] = arith.INT16_LEVELS, -arith.INT16_LEVELS
+    exact16 = (x16[:, :, None] * w[None, :, :]).sum(dim=1)
+    assert torch.equal(arith.int_matmul(x16.to(torch.int16), w.to(torch.int8), lambda: w.float()), exact16)
 
 
 def test_a_saturating_int8_product_is_caught_and_replaced(monkeypatch):
@@ -75,7 +80,7 @@ def test_a_saturating_int8_product_is_caught_and_replaced(monkeypatch):
         assert not arith.int_mm_is_exact("cpu", None, 64, 24)
         x = torch.full((3, 64), 127, dtype=torch.int8)
         w = torch.full((64, 24), 127, dtype=torch.int8)
-        assert int(arith.int8_matmul(x, w, lambda: w.float())[0, 0]) == 64 * 127 * 127
+        assert int(arith.int_matmul(x, w, lambda: w.float())[0, 0]) == 64 * 127 * 127
     finally:
         arith.int_mm_is_exact.cache_clear()
 

@@ -99,12 +99,13 @@ def normalize(value: torch.Tensor, bits: int) -> tuple[torch.Tensor, torch.Tenso
 
 
 # A float32 product of integers is exact when every partial sum stays below 2^24: int8 x int8
-# operands (|x| <= 127, |w| <= 127 so |x * w| <= 16,129) over at most this many terms.
-FLOAT32_EXACT_TERMS = (1 << 24) // (127 * 127)  # 1,040
+# operands (|x| <= 128, |w| <= 127 so |x * w| <= 16,256) over at most this many terms.
+FLOAT32_EXACT_TERMS = (1 << 24) // (128 * 127)  # 1,032
+INT16_LEVELS = 127 * 256 + 127  # 16-bit values whose high byte (x + 128) >> 8 stays within int8
 
 
 def float32_int8_matmul(x: torch.Tensor, weight_t: torch.Tensor) -> torch.Tensor:
-    """x @ weight_t for int8-valued float32 operands (|values| <= 127), exact, as int64.
+    """x @ weight_t for int8-valued float32 operands, exact, as int64.
 
     The inner dimension is cut into chunks of at most FLOAT32_EXACT_TERMS, so each chunk's sum
     of products is an integer below 2^24 in magnitude: every partial sum, in whatever order the
@@ -167,15 +168,27 @@ def _int_mm_rows(x: torch.Tensor, weight_t: torch.Tensor) -> torch.Tensor:
     return torch._int_mm(x, weight_t)[:rows].long()
 
 
-def int8_matmul(x: torch.Tensor, weight_t: torch.Tensor, weight_float: "Callable[[], torch.Tensor]") -> torch.Tensor:
-    """x @ weight_t for int8 tensors (|values| <= 127), exact, as int64: through torch._int_mm
-    where `int_mm_is_exact` vouches for it, else through `float32_int8_matmul` on the float32
-    copy of the weights that `weight_float` returns."""
+def int_matmul(x: torch.Tensor, weight_t: torch.Tensor, weight_float: Callable[[], torch.Tensor]) -> torch.Tensor:
+    """x @ weight_t, exact, as int64, for int8 weights (|w| <= 127) and int8 or int16 x.
+
+    int16 x (|x| <= INT16_LEVELS) is split into int8 halves, x = 256 hi + lo with lo in
+    [-128, 127], both multiplied in one product of twice the rows. The int8 product runs
+    through torch._int_mm where `int_mm_is_exact` vouches for it, else through
+    `float32_int8_matmul` on the float32 weights that `weight_float` returns.
+    """
     terms, columns = weight_t.shape
+    flat = x.reshape(-1, terms)
+    rows = flat.shape[0]
+    if flat.dtype == torch.int16:
+        high = (flat.int() + 128) >> 8
+        flat = torch.cat([high, flat.int() - (high << 8)]).to(torch.int8)
     if int_mm_is_exact(x.device.type, x.device.index, terms, columns):
-        flat = x.reshape(-1, terms)
-        return _int_mm_rows(flat, weight_t).reshape(*x.shape[:-1], columns)
-    return float32_int8_matmul(x.float(), weight_float())
+        acc = _int_mm_rows(flat, weight_t)
+    else:
+        acc = float32_int8_matmul(flat.float(), weight_float())
+    if acc.shape[0] != rows:  # the two halves of 16-bit rows
+        acc = (acc[:rows] << 8).add_(acc[rows:])
+    return acc.reshape(*x.shape[:-1], columns)
 
 
 # --------------------------------------------------------------------------------------------
