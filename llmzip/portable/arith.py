@@ -153,7 +153,7 @@ def int_mm_is_exact(device_type: str, device_index: int | None, terms: int, colu
         w[:, 1::3] = torch.randint(-127, 128, (terms, len(range(1, columns, 3))), generator=generator, dtype=torch.int8)
         expected = (x.double() @ w.double()).long()
         try:
-            got = _int_mm_rows(x.to(device), w.to(device)).cpu()
+            got = _int_mm_rows(x.to(device), w.to(device)).cpu().long()
         except RuntimeError:
             return False
         if not torch.equal(got, expected):
@@ -162,10 +162,11 @@ def int_mm_is_exact(device_type: str, device_index: int | None, terms: int, colu
 
 
 def _int_mm_rows(x: torch.Tensor, weight_t: torch.Tensor) -> torch.Tensor:
+    """torch._int_mm (int32 results) for any number of rows."""
     rows = x.shape[0]
     if x.device.type == "cuda" and rows < _INT_MM_MIN_ROWS:
         x = torch.cat([x, x.new_zeros((_INT_MM_MIN_ROWS - rows, x.shape[1]))])
-    return torch._int_mm(x, weight_t)[:rows].long()
+    return torch._int_mm(x, weight_t)[:rows]
 
 
 def int_matmul(x: torch.Tensor, weight_t: torch.Tensor, weight_float: Callable[[], torch.Tensor]) -> torch.Tensor:
@@ -180,15 +181,16 @@ def int_matmul(x: torch.Tensor, weight_t: torch.Tensor, weight_float: Callable[[
     flat = x.reshape(-1, terms)
     rows = flat.shape[0]
     if flat.dtype == torch.int16:
-        high = (flat.int() + 128) >> 8
-        flat = torch.cat([high, flat.int() - (high << 8)]).to(torch.int8)
+        wide = flat.int()
+        high = (wide + 128) >> 8
+        flat = torch.cat([high, wide.sub_(high << 8)]).to(torch.int8)
     if int_mm_is_exact(x.device.type, x.device.index, terms, columns):
         acc = _int_mm_rows(flat, weight_t)
     else:
         acc = float32_int8_matmul(flat.float(), weight_float())
-    if acc.shape[0] != rows:  # the two halves of 16-bit rows
-        acc = (acc[:rows] << 8).add_(acc[rows:])
-    return acc.reshape(*x.shape[:-1], columns)
+    if acc.shape[0] != rows:  # the two halves of 16-bit rows, widened once
+        acc = acc[:rows].long().mul_(256).add_(acc[rows:])
+    return acc.long().reshape(*x.shape[:-1], columns)
 
 
 # --------------------------------------------------------------------------------------------
