@@ -24,7 +24,7 @@ from typing import BinaryIO, Callable, Iterator
 import numpy as np
 import torch
 
-from . import container
+from . import container, schedule
 from .coder import CODER_ID, StreamDecoder, StreamEncoder, device_decoders
 from .container import Block, Header, StreamReader, Trailer, crc32
 from .errors import ChecksumError, FormatError, ModelMismatchError, UnsupportedParameterError
@@ -353,16 +353,15 @@ class Codec:
                 on_step(running[step])
 
     def _windows(self, n_tokens: int, context: int, batch: int) -> Iterator[tuple[int, list[int]]]:
-        """(first token index, window lengths) for each batch of a block."""
-        starts = list(range(0, n_tokens, context))
-        for b in range(0, len(starts), batch):
-            group = starts[b : b + batch]
-            yield group[0], [min(context, n_tokens - s) for s in group]
+        """(first token index, window lengths) for each lockstep batch of a block."""
+        windows = schedule.windows(n_tokens, context)
+        for group in schedule.stream_groups(len(windows), batch):
+            yield windows[group.start].start, [windows[i].length for i in group]
 
     @staticmethod
     def _stream_rows(n: int, per_stream: int) -> list[range]:
         """The windows of a batch that share each coded stream."""
-        return [range(s, min(s + per_stream, n)) for s in range(0, n, per_stream)]
+        return schedule.stream_groups(n, per_stream)
 
     # ------------------------------------------------------------------------------------------
     # Compression
