@@ -38,7 +38,7 @@ TORCH_QUANTIZER = "torch-v1"
 TRITON_QUANTIZER = "triton-v1"
 INTEGER_QUANTIZER = "int-v1"
 QUANTIZERS = (TORCH_QUANTIZER, TRITON_QUANTIZER, INTEGER_QUANTIZER)
-_RECIPROCAL_BITS = 38  # (2^24 - V) * 2^38 < 2^62; w * M <= 2^30 * 2^32
+RECIPROCAL_BITS = 38  # (2^24 - V) * 2^38 < 2^62; w * M <= 2^30 * 2^32
 
 
 def sanitize_logits(logits: torch.Tensor) -> torch.Tensor:
@@ -80,14 +80,19 @@ def _integer_shares(logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, t
     top = logits.amax(dim=-1, keepdim=True)
     weights = arith.pow2_neg(arith.shift_round_(top - logits, torch.tensor(FRACTION - arith.EXP_FRACTION_BITS)))
     total = weights.sum(dim=-1, keepdim=True)
-    shares = weights.mul_(torch.div((TOTAL - vocab) << _RECIPROCAL_BITS, total, rounding_mode="floor"))
-    shares >>= _RECIPROCAL_BITS
+    shares = weights.mul_(torch.div((TOTAL - vocab) << RECIPROCAL_BITS, total, rounding_mode="floor"))
+    shares >>= RECIPROCAL_BITS
     remainder = TOTAL - vocab - shares.sum(dim=-1, keepdim=True)
     return shares, remainder, torch.argmax(logits, dim=-1, keepdim=True), total
 
 
 def frequencies_integer(logits: torch.Tensor) -> torch.Tensor:
-    """The portable quantizer: int64 frequencies (rows, V) from int64 logits in bits, fixed point 16."""
+    """The portable quantizer: int64 frequencies (rows, V) from int64 logits in bits, fixed point 16.
+    On a GPU one Triton kernel computes the same integers (`llmzip.kernels.integer_quantize`)."""
+    if logits.is_cuda and logits.dim() == 2 and 3 <= logits.shape[-1] < TOTAL // 2:
+        from .kernels import integer_quantize
+
+        return integer_quantize.frequencies(logits)
     shares, remainder, top, _ = _integer_shares(logits)
     return shares.add_(1).scatter_add_(-1, top, remainder)
 

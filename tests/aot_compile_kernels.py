@@ -9,7 +9,7 @@ import triton
 from triton.backends.compiler import GPUTarget
 from triton.compiler import ASTSource
 
-from llmzip.kernels import quantize, range_decode
+from llmzip.kernels import integer_quantize, quantize, range_decode
 
 
 def compile_all(arch: int) -> list[str]:
@@ -34,6 +34,11 @@ def compile_all(arch: int) -> list[str]:
                 src = ASTSource(fn=quantize._quantize_kernel, signature=sig, constexprs=constexprs)
                 triton.compile(src, target=target, options={"num_warps": config["num_warps"], "enable_fp_fusion": False})
                 done.append(f"quantize V={vocab} {logits} freqs={store_freqs} cdf={store_cdf} query={query}")
+    sig = {"logits_ptr": "*i64", "logits_stride": "i64", "table_ptr": "*i64", "freqs_ptr": "*i64",
+           "freqs_stride": "i64", "vocab": "i32", "BLOCK": "constexpr"}
+    triton.compile(ASTSource(fn=integer_quantize._int_quantize_kernel, signature=sig,
+                             constexprs={"BLOCK": integer_quantize.BLOCK}), target=target, options={"num_warps": 4})
+    done.append("integer quantize")
     sig = {"cdf_ptr": "*i32", "cdf_stride": "i64", "target_ptr": "*i64", "token_ptr": "*i64", "rows": "i32",
            "vocab": "i32", "steps": "i32", "BLOCK_ROWS": "constexpr"}
     triton.compile(ASTSource(fn=quantize._search_kernel, signature=sig, constexprs={"BLOCK_ROWS": 64}),

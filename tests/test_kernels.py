@@ -400,3 +400,19 @@ def test_codec_round_trip_with_the_triton_quantizer(llama, alice):
     blob = codec.compress(data)
     assert inspect(blob).header.quantizer == config_id(llama.vocab_size)
     assert codec.decompress(blob) == data
+
+
+@pytest.mark.parametrize("vocab", [300, 2500])
+def test_integer_quantizer_kernel_is_the_torch_definition_bit_for_bit(vocab):
+    """int-v1 on the GPU is one Triton kernel; it must give the torch definition's integers exactly
+    (ties for the max, a flat row, a dominant token, and logits far below the max included)."""
+    from llmzip.kernels import integer_quantize
+    from llmzip.quantize import frequencies_integer
+
+    torch.manual_seed(vocab)
+    logits = (torch.randn(6, vocab, dtype=torch.float64) * 5 * 65536).long()
+    logits[0] = 7
+    logits[1, [3, vocab - 2]] = 40 * 65536  # two maximal logits: the first takes the remainder
+    logits[2, 0] = 60 * 65536
+    logits[3, 1:] = -(1 << 50)
+    assert torch.equal(integer_quantize.frequencies(logits), frequencies_integer(logits))

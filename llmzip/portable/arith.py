@@ -55,16 +55,14 @@ def shift_round_(value: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
 def bit_length(value: torch.Tensor) -> torch.Tensor:
     """The number of bits of each non-negative value below 2^62 (0 for 0), like int.bit_length.
 
-    A float64 logarithm proposes the answer; two integer comparisons make it exact whatever the
-    platform's rounding, because 2^(n-1) <= v < 2^n holds for exactly one n.
+    float64's exponent (frexp, an exact operation) proposes the answer; it is exact below 2^53,
+    and above, where the conversion may round up to the next power of two, one integer
+    comparison corrects it, because 2^(n-1) <= v < 2^n holds for exactly one n.
     """
-    guess = torch.floor(torch.log2(value.double().clamp(min=1.0))).long() + 1
-    guess = torch.where(value == 0, torch.zeros_like(guess), guess.clamp(1, 62))
-    one = torch.ones_like(value)
-    too_big = (guess > 0) & (value < torch.bitwise_left_shift(one, (guess - 1).clamp(min=0)))
-    guess = guess - too_big.long()
-    too_small = value >= torch.bitwise_left_shift(one, guess)
-    return guess + too_small.long()
+    _, guess = torch.frexp(value.double())
+    guess = guess.long()
+    rounded_up = (value < torch.bitwise_left_shift(torch.ones_like(value), (guess - 1).clamp(min=0))) & (value > 0)
+    return guess - rounded_up.long()
 
 
 def isqrt(value: torch.Tensor) -> torch.Tensor:
@@ -223,6 +221,11 @@ def _exp_table(device_type: str, device_index: int | None) -> torch.Tensor:
     whole = torch.arange(EXP_TABLE_SIZE) >> EXP_FRACTION_BITS
     table = fractions[torch.arange(EXP_TABLE_SIZE) & (steps - 1)] >> whole
     return table.to(torch.device(device_type, device_index) if device_index is not None else device_type)
+
+
+def exp_table(device: torch.device) -> torch.Tensor:
+    """The table of 2^30 * 2^(-i / 1024) on `device` (see `_exp_table`), for kernels that gather from it."""
+    return _exp_table(*_device_key(device))
 
 
 def pow2_neg(x: torch.Tensor) -> torch.Tensor:

@@ -197,12 +197,14 @@ class RMSNorm:
 
 
 class KVCache:
-    """Keys and values of `rows` windows, up to `context` positions, as int32 (|x| < 2^22)."""
+    """Keys and values of `rows` windows, up to `context` positions. They are integers below 2^22,
+    held as float32 (exact below 2^24, the size of int32) so that attention reads them with one
+    conversion to float64."""
 
     def __init__(self, layers: int, rows: int, kv_heads: int, context: int, head_dim: int, device: torch.device):
         shape = (layers, rows, kv_heads, context, head_dim)
-        self.keys = torch.zeros(shape, dtype=torch.int32, device=device)
-        self.values = torch.zeros(shape, dtype=torch.int32, device=device)
+        self.keys = torch.zeros(shape, dtype=torch.float32, device=device)
+        self.values = torch.zeros(shape, dtype=torch.float32, device=device)
         self.length = 0
         self.context = context
 
@@ -323,9 +325,9 @@ class PortableLlama:
             k = self._rotate(k.view(rows, count, kv_heads, dim).transpose(1, 2), cos, sin)
             v = v.view(rows, count, kv_heads, dim).transpose(1, 2).clamp(-_QK_LIMIT, _QK_LIMIT)
             if cache is not None:
-                cache.keys[index, :, :, start:end] = k.int()
-                cache.values[index, :, :, start:end] = v.int()
-                k, v = cache.keys[index, :, :, :end].long(), cache.values[index, :, :, :end].long()
+                cache.keys[index, :, :, start:end] = k
+                cache.values[index, :, :, start:end] = v
+                k, v = cache.keys[index, :, :, :end], cache.values[index, :, :, :end]
             attended = self._attend(q, k, v, visible)  # (rows, heads, T, dim)
             attended = attended.transpose(1, 2).reshape(rows, count, heads * dim)
             h = (h + out(*quantize_rows(attended, FRACTION, ACTIVATION_LEVELS["o"]))).clamp(-_ACTIVATION_LIMIT, _ACTIVATION_LIMIT)
@@ -347,21 +349,24 @@ class PortableLlama:
         go in blocks that read only the keys they may see, which halves a prefill's work and
         changes no number (each query's row is computed alone).
         """
-        group = self.heads // self.kv_heads
-        if group > 1:
-            k = k.repeat_interleave(group, dim=1)
-            v = v.repeat_interleave(group, dim=1)
+        rows, heads, count, dim = q.shape
+        kv_heads, keys = k.shape[1], k.shape[2]
+        group = heads // kv_heads
         q = arith.shift_round(q * self.score_multiplier, arith.LOG2E_BITS).clamp(-_QK_LIMIT, _QK_LIMIT).double()
+        # Grouped-query attention without copying keys and values: the `group` query heads that
+        # share a key/value head are stacked along the query axis.
+        q = q.view(rows, kv_heads, group, count, dim)
         k_t, v = k.transpose(-1, -2).double(), v.double()
-        count, keys = q.shape[2], k.shape[2]
         outputs = []
         for first in range(0, count, _QUERY_BLOCK):
             last = min(count, first + _QUERY_BLOCK)
             seen = keys - count + last  # keys up to the block's last query position
-            scores = torch.matmul(q[:, :, first:last], k_t[..., :seen]).long()
+            block = q[:, :, :, first:last].reshape(rows, kv_heads, group * (last - first), dim)
+            scores = torch.matmul(block, k_t[..., :seen]).long().view(rows, heads, last - first, seen)
             scores = arith.shift_round(scores, 2 * FRACTION - arith.EXP_FRACTION_BITS)
             weights = arith.softmax_weights(scores, visible[first:last, :seen])
             r, shift = arith.reciprocal(weights.sum(dim=-1, keepdim=True), 18)
-            p = arith.shift_round(weights * r, shift - ATTENTION_BITS)
-            outputs.append(torch.matmul(p.double(), v[:, :, :seen]).long())
+            p = arith.shift_round(weights * r, shift - ATTENTION_BITS).double()
+            p = p.view(rows, kv_heads, group * (last - first), seen)
+            outputs.append(torch.matmul(p, v[:, :, :seen]).long().view(rows, heads, last - first, dim))
         return arith.shift_round(torch.cat(outputs, dim=2), ATTENTION_BITS)
