@@ -1,0 +1,119 @@
+"""The portable engine against the float engine, in one run with the same threads.
+
+    python bench/portable_engine.py ../shared/corpus/{alice29,asyoulik,lcet10,plrabn12}.txt \
+        --bytes 8192 --threads 2 --out bench/results/portable_engine.json
+
+For each file's first BYTES bytes and each engine (the transformers float engine, which steps
+every window in both directions, and the portable integer engine, which compresses with
+full-sequence forwards and decompresses by stepping), it compresses, decompresses, checks the
+round trip, and records real bits per byte, the cross-entropy estimate and tokens per second.
+Timings are medians of --repeats runs. Then `python bench/make_results.py --write` renders the
+section of bench/RESULTS.md.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import llmzip  # noqa: I001  (sets the thread wait policy before torch loads)
+import torch
+
+ENGINES = ("transformers", "portable")
+
+
+def cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def measure(codec: llmzip.Codec, data: bytes, repeats: int) -> dict:
+    compress_times, decompress_times = [], []
+    blob, stats = b"", None
+    for _ in range(repeats):
+        started = time.perf_counter()
+        blob, stats = codec.compress_with_stats(data)
+        compress_times.append(time.perf_counter() - started)
+        started = time.perf_counter()
+        restored = codec.decompress(blob)
+        decompress_times.append(time.perf_counter() - started)
+        if restored != data:
+            raise SystemExit("round trip failed: the benchmark stops here")
+    compress_s, decompress_s = statistics.median(compress_times), statistics.median(decompress_times)
+    return {
+        "engine": codec.engine, "original_bytes": len(data), "compressed_bytes": len(blob),
+        "stream_bytes": stats.stream_bytes, "tokens": stats.tokens,
+        "bits_per_byte": 8 * len(blob) / len(data), "stream_bits_per_byte": 8 * stats.stream_bytes / len(data),
+        "estimate_bits_per_byte": stats.cross_entropy_bits / len(data),
+        "compress_seconds": compress_s, "decompress_seconds": decompress_s,
+        "compress_tokens_per_s": stats.tokens / compress_s, "decompress_tokens_per_s": stats.tokens / decompress_s,
+        "round_trip_verified": True,
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("files", nargs="+", type=Path)
+    parser.add_argument("--bytes", type=int, default=8192, help="first BYTES of each file (default 8192)")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--context", type=int, default=512)
+    parser.add_argument("--repeats", type=int, default=1)
+    parser.add_argument("--model", default=None, help="model (default: the embedded default)")
+    parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "portable_engine.json")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    model = llmzip.load_model(args.model, device="cpu", dtype="float32")
+    codecs = {"transformers": llmzip.Codec(model, context=args.context, engine="transformers", threads=args.threads),
+              "portable": llmzip.Codec(model, context=args.context, engine="portable")}
+    started = time.perf_counter()
+    codecs["portable"].portable  # build the integer model once, outside the timings
+    build_seconds = time.perf_counter() - started
+    rows = []
+    for path in args.files:
+        data = path.read_bytes()[: args.bytes]
+        for name in ENGINES:
+            row = {"file": path.name, **measure(codecs[name], data, args.repeats)}
+            rows.append(row)
+            print(f"{path.name:14s} {name:12s} {row['bits_per_byte']:.4f} bpb (stream {row['stream_bits_per_byte']:.4f}, "
+                  f"estimate {row['estimate_bits_per_byte']:.4f})  compress {row['compress_tokens_per_s']:7.1f} tok/s  "
+                  f"decompress {row['decompress_tokens_per_s']:7.1f} tok/s", flush=True)
+    summary = {}
+    for name in ENGINES:
+        mine = [r for r in rows if r["engine"].startswith(name)]
+        total = sum(r["original_bytes"] for r in mine)
+        summary[name] = {
+            "bits_per_byte": 8 * sum(r["compressed_bytes"] for r in mine) / total,
+            "stream_bits_per_byte": 8 * sum(r["stream_bytes"] for r in mine) / total,
+            "compress_tokens_per_s": sum(r["tokens"] for r in mine) / sum(r["compress_seconds"] for r in mine),
+            "decompress_tokens_per_s": sum(r["tokens"] for r in mine) / sum(r["decompress_seconds"] for r in mine),
+        }
+    ratio = {key: summary["portable"][key] / summary["transformers"][key] for key in summary["portable"]}
+    payload = {
+        "command": " ".join([Path(sys.argv[0]).as_posix(), *(argv if argv is not None else sys.argv[1:])]),
+        "date": time.strftime("%Y-%m-%d"),
+        "environment": {"cpu": cpu_name(), "cores": torch.get_num_threads(), "threads": args.threads,
+                        "torch": torch.__version__, "llmzip": llmzip.__version__, "python": platform.python_version(),
+                        "cpu_capability": torch.backends.cpu.get_cpu_capability()},
+        "settings": {"bytes": args.bytes, "context": args.context, "repeats": args.repeats,
+                     "model": model.name, "float_dtype": "float32"},
+        "portable_build_seconds": build_seconds,
+        "rows": rows, "summary": summary, "portable_over_float": ratio,
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(payload, indent=1))
+    print(f"portable / float: bits per byte x{ratio['bits_per_byte']:.4f}, compress x{ratio['compress_tokens_per_s']:.2f}, "
+          f"decompress x{ratio['decompress_tokens_per_s']:.2f}; written to {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
