@@ -11,6 +11,7 @@ import importlib.metadata
 import io
 import logging
 import os
+import re
 import signal
 import sys
 import tempfile
@@ -19,9 +20,9 @@ from pathlib import Path
 from typing import BinaryIO, Iterator
 
 from . import __version__
-from .container import Header, StreamReader
+from .container import MAX_BLOCK_RAW_BYTES, Header, StreamReader
 from .errors import LLMZipError
-from .info import decode_settings, inspect
+from .info import FileInfo, decode_settings, inspect
 
 SUFFIX = ".llmz"
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
@@ -39,6 +40,30 @@ class FileError(Exception):
 
 # ---------------------------------------------------------------------------------------------
 # Argument parsing
+
+_SIZE = re.compile(r"([0-9]+)([KMG]?)(?:I?B)?", re.IGNORECASE)
+_UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
+
+
+def parse_size(text: str, option: str) -> int:
+    """A byte count with an optional binary suffix, as xz takes them: 65536, 64K, 64KiB, 1M, 2G."""
+    match = _SIZE.fullmatch(text.strip())
+    if not match:
+        raise UsageError(f"{option}: {text!r} is not a size in bytes (e.g. 65536, 64K, 1M)")
+    return int(match.group(1)) * _UNITS[match.group(2).upper()]
+
+
+def parse_range(text: str) -> tuple[int, int | None]:
+    """START:END, bytes of the original as a Python slice takes them (either end may be left out)."""
+    if text.count(":") != 1:
+        raise UsageError(f"--range: {text!r} is not START:END (e.g. 0:4096, 1M:2M, 100:)")
+    first, last = text.split(":")
+    start = parse_size(first, "--range") if first.strip() else 0
+    end = parse_size(last, "--range") if last.strip() else None
+    if end is not None and end < start:
+        raise UsageError(f"--range: the end {end} is before the start {start}")
+    return start, end
+
 
 # The libraries that decide a file's bits (torch, transformers) and its stream format (constriction).
 VERSIONED_LIBRARIES = ("torch", "transformers", "constriction")
@@ -91,6 +116,17 @@ def _add_model_options(p: argparse.ArgumentParser, coding: bool) -> None:
                             "models, else transformers)")
 
 
+def _add_block_options(p: argparse.ArgumentParser, compressing: bool) -> None:
+    if compressing:
+        p.add_argument("--block-size", metavar="SIZE", default=None,
+                       help="input bytes per block, e.g. 256K or 4M (default 1M): smaller blocks make "
+                            "--range decode less, at a small cost in size")
+    else:
+        p.add_argument("--range", metavar="START:END", default=None,
+                       help="decode only bytes START to END of the original (e.g. 1M:2M, 100:); only the blocks "
+                            "holding them are decoded. Writes to standard output unless -o is given; keeps the input")
+
+
 def _add_io_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("files", nargs="*", metavar="FILE", help="input files; none or '-' reads standard input")
     p.add_argument("-o", "--output", help="output file (one input only); '-' for standard output")
@@ -108,9 +144,11 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     comp = sub.add_parser("compress", aliases=["c"], help="compress files (FILE -> FILE.llmz)")
     _add_io_options(comp)
+    _add_block_options(comp, compressing=True)
     _add_model_options(comp, coding=True)
     dec = sub.add_parser("decompress", aliases=["d"], help="decompress files (FILE.llmz -> FILE)")
     _add_io_options(dec)
+    _add_block_options(dec, compressing=False)
     _add_model_options(dec, coding=False)
     info = sub.add_parser("info", help="show what a .llmz file says about itself")
     info.add_argument("files", nargs="+", metavar="FILE")
@@ -214,6 +252,8 @@ def _output_path(args, in_path: Path | None, compressing: bool) -> Path | None:
     """None means standard output."""
     if args.stdout or (args.output == "-") or (in_path is None and not args.output):
         return None
+    if args.range is not None and not args.output:
+        return None  # a piece of the original never takes the original's name
     if args.output:
         return Path(args.output)
     assert in_path is not None
@@ -267,15 +307,21 @@ def _process_one(args, name: str, codecs: _Codecs) -> None:
             file_device, file_dtype = decode_settings(header)
             codec = codecs.get(args.device or file_device, args.dtype or file_dtype)
         bar = _ProgressBar(not args.quiet, total, label)
+
+        def run(target: BinaryIO):
+            if compressing:
+                return codec.compress_stream(source, target, bar, args.block_size)
+            if args.range is not None:
+                return _decompress_range(codec, source, target, bar, args.range)
+            return codec.decompress_stream(source, target, bar)
+
         try:
             if out_path is None:
-                run = codec.compress_stream if compressing else codec.decompress_stream
-                stats = run(source, sys.stdout.buffer, bar)
+                stats = run(sys.stdout.buffer)
                 sys.stdout.buffer.flush()
             else:
                 with _atomic_output(out_path, args.force, in_path) as target:
-                    run = codec.compress_stream if compressing else codec.decompress_stream
-                    stats = run(source, target, bar)
+                    stats = run(target)
         finally:
             bar.close()
     finally:
@@ -283,11 +329,23 @@ def _process_one(args, name: str, codecs: _Codecs) -> None:
             opened.close()
     if compressing and not args.quiet:
         _report(label, stats, args.verbose)
+    elif args.verbose and not args.quiet and args.range is not None:
+        print(f"{label}: {stats.original_bytes} bytes from {stats.blocks} block(s), {stats.seconds:.1f} s",
+              file=sys.stderr)
     elif args.verbose and not args.quiet:
         print(f"{label}: {stats.compressed_bytes} -> {stats.original_bytes} bytes, {stats.seconds:.1f} s",
               file=sys.stderr)
-    if in_path is not None and out_path is not None and not args.keep:
+    if in_path is not None and out_path is not None and not args.keep and args.range is None:
         in_path.unlink()
+
+
+def _decompress_range(codec, source: BinaryIO, target: BinaryIO, progress, byte_range: tuple[int, int | None]):
+    from .codec import Stats
+
+    stats = Stats()
+    for piece in codec.iter_decompress_range(source, *byte_range, progress=progress, stats=stats):
+        target.write(piece)
+    return stats
 
 
 class _Replayed(io.RawIOBase):
@@ -320,7 +378,13 @@ class _Recorder:
 
 
 def _peek_header(source: BinaryIO) -> tuple[Header, BinaryIO]:
-    """Read the header (to choose device and dtype) and return a stream that starts over."""
+    """Read the header (to choose device and dtype) and return a stream that starts over: the
+    same file, rewound, when it can seek (so that --range can use the block index), else a replay."""
+    if source.seekable():
+        start = source.tell()
+        header, _ = StreamReader(source).read_header()
+        source.seek(start)
+        return header, source
     recorder = _Recorder(source)
     header, _ = StreamReader(recorder).read_header()  # type: ignore[arg-type]
     return header, _Replayed(bytes(recorder.seen), source)  # type: ignore[return-value]
@@ -340,25 +404,45 @@ def _cmd_info(args) -> int:
             print(f"llmzip: {name}: {exc}", file=sys.stderr)
             status = EXIT_ERROR
             continue
-        h = info.header
-        rows = [
-            ("file", name),
-            ("model", f"{h.model_name} (fingerprint {h.model_fingerprint.hex()})"),
-            ("tokenizer", h.tokenizer_fingerprint.hex()),
-            ("original", f"{info.original_bytes} bytes"),
-            ("compressed", f"{info.compressed_bytes} bytes ({info.bits_per_byte:.3f} bits/byte)"),
-            ("parts", f"{info.stream_bytes} coded, {info.side_bytes} side, "
-                      f"{info.compressed_bytes - info.stream_bytes - info.side_bytes} header and framing"),
-            ("tokens", f"{info.tokens} in {info.blocks} block(s)"),
-            ("parameters", f"context {h.context}, batch {h.batch} ({h.windows_per_stream()} windows per stream), "
-                           f"dtype {h.dtype}, device {h.device_class}, threads {h.threads}, engine {h.engine}, "
-                           f"attention {h.attention}, quantizer {h.quantizer}, precision {h.precision} bits"),
-            ("coder", h.coder),
-            ("software", h.software),
-        ]
-        width = max(len(k) for k, _ in rows)
-        print("\n".join(f"{k:<{width}}  {v}" for k, v in rows))
+        print(_describe(name, info))
     return status
+
+
+def _describe(name: str, info: FileInfo) -> str:
+    """Everything the file records (fields left at their defaults included), then its blocks."""
+    h = info.header
+    fingerprint = h.model_fingerprint.hex()
+    rows = [
+        ("file", name),
+        ("format", f"version {h.version}"),
+        ("model", f"{h.model_name} (fingerprint {fingerprint})" if h.model_name
+         else f"fingerprint {fingerprint} (name not recorded)"),
+        ("tokenizer", h.tokenizer_fingerprint.hex() if h.tokenizer_fingerprint
+         else "covered by the model fingerprint"),
+        ("original", f"{info.original_bytes} bytes"),
+        ("compressed", f"{info.compressed_bytes} bytes ({info.bits_per_byte:.3f} bits/byte)"),
+        ("parts", f"{info.stream_bytes} coded, {info.side_bytes} side, {info.overhead_bytes} header and framing "
+                  f"(header {info.header_size}, end {info.tail_size})"),
+        ("tokens", f"{info.tokens} in {info.blocks} block(s)"),
+        ("parameters", f"context {h.context}, batch {h.batch} ({h.windows_per_stream()} windows per stream), "
+                       f"dtype {h.dtype}, device {h.device_class}, threads {h.threads}, engine {h.engine}, "
+                       f"attention {h.attention}, quantizer {h.quantizer}, precision {h.precision} bits, "
+                       f"BOS id {h.bos_id}"),
+        ("coder", h.coder),
+        ("software", h.software or "not recorded (the portable engine's numbers do not depend on it)"),
+    ]
+    if h.extra:
+        rows.append(("extra", ", ".join(f"{k}={v}" for k, v in sorted(h.extra.items()))))
+    width = max(len(k) for k, _ in rows)
+    lines = [f"{k:<{width}}  {v}" for k, v in rows]
+    if info.block_list:
+        table = [("block", "offset", "size", "start", "length", "tokens", "streams", "side", "crc32")]
+        for k, b in enumerate(info.block_list):
+            table.append((str(k), str(b.offset), str(b.size), str(b.raw_start), str(b.raw_len), str(b.tokens),
+                          str(b.streams), str(b.side_bytes), f"{b.raw_crc:08x}"))
+        widths = [max(len(row[i]) for row in table) for i in range(len(table[0]))]
+        lines += ["  " + "  ".join(cell.rjust(w) for cell, w in zip(row, widths)) for row in table]
+    return "\n".join(lines)
 
 
 def _check_usage(args) -> None:
@@ -372,6 +456,20 @@ def _check_usage(args) -> None:
         value = getattr(args, name, None)
         if value is not None and value < 1:
             raise UsageError(f"--{name} must be a positive number")
+    args.range = getattr(args, "range", None)  # decompress only
+    args.block_size = getattr(args, "block_size", None)  # compress only
+    if args.block_size is None:
+        if args.command in ("compress", "c"):
+            from .codec import BLOCK_BYTES
+
+            args.block_size = BLOCK_BYTES
+    else:
+        args.block_size = parse_size(args.block_size, "--block-size")
+        if not 1 <= args.block_size <= MAX_BLOCK_RAW_BYTES:
+            raise UsageError(f"--block-size must be between 1 byte and {MAX_BLOCK_RAW_BYTES >> 20}M, "
+                             f"not {args.block_size}")
+    if args.range is not None:
+        args.range = parse_range(args.range)
 
 
 def _configure_logging(verbose: bool) -> None:

@@ -26,7 +26,7 @@ import torch
 
 from . import container, schedule
 from .coder import CODER_ID, StreamDecoder, StreamEncoder, device_decoders
-from .container import Block, Header, StreamReader, Trailer, crc32
+from .container import Block, BlockIndex, ContainerWriter, Header, StreamReader, crc32
 from .errors import ChecksumError, FormatError, ModelMismatchError, UnsupportedParameterError
 from .inference import (ENGINES, TRANSFORMERS_ENGINE, StaticLlamaStepper, Stepper, fixed_numerics, make_stepper,
                         pick_engine)
@@ -216,27 +216,41 @@ class Codec:
             self._portable = PortableLlama(self.model.model, self.model.device)
         return self._portable
 
-    def _header(self) -> Header:
+    def _header(self, version: int = container.FORMAT_VERSION) -> Header:
+        """The header this codec writes, in format `version` (older ones for compatibility tests).
+
+        Version 3 records the model's name only for the embedded default model (a one-byte code; the
+        fingerprint identifies any model), and the software versions only for the float engines,
+        whose last bits depend on them.
+        """
         m = self.model
-        size = container.FINGERPRINT_BYTES[container.FORMAT_VERSION]
         portable = self.engine == PORTABLE_ENGINE
-        return Header(model_name=m.name, model_fingerprint=m.fingerprint[:size],
-                      tokenizer_fingerprint=m.table.fingerprint[:size],
+        name, software = m.name, software_versions()
+        if version >= 3:
+            name = name if name in container.MODEL_NAME_CODES else ""
+            software = "" if portable else software
+        elif version == 1 and (self.engine != TRANSFORMERS_ENGINE or self.stream_windows != self.batch):
+            raise UnsupportedParameterError("format version 1 knows only the transformers engine, one stream per batch")
+        return Header(model_name=name, model_fingerprint=m.fingerprint[:container.FINGERPRINT_BYTES[version]],
+                      tokenizer_fingerprint=m.table.fingerprint[:container.TOKENIZER_FINGERPRINT_BYTES[version]],
                       bos_id=m.bos_id, context=self.context, batch=self.stream_windows if portable else self.batch,
                       dtype=m.dtype_name,
                       device_class=PORTABLE_DEVICE_CLASS if portable else m.device_class, threads=0 if portable else self.threads,
                       attention=PORTABLE_ATTENTION if portable else m.attention, quantizer=self.quantizer,
-                      precision=PRECISION, coder=CODER_ID, software=software_versions(), engine=self.engine,
-                      stream_windows=self.stream_windows)
+                      precision=PRECISION, coder=CODER_ID, software=software, engine=self.engine,
+                      stream_windows=0 if version == 1 else self.stream_windows, version=version)
 
     def check_header(self, header: Header) -> None:
         """Refuse, with what to do, anything in the file this codec cannot reproduce."""
         m = self.model
-        size = len(header.model_fingerprint)  # 16 bytes in version 1 files, 8 since
-        if header.model_fingerprint != m.fingerprint[:size] or header.tokenizer_fingerprint != m.table.fingerprint[:size]:
+        size = len(header.model_fingerprint)  # 16 bytes in version 1 files, 8 in version 2, 4 since
+        tokenizer_size = len(header.tokenizer_fingerprint)  # 0 since version 3: the model's covers it
+        if (header.model_fingerprint != m.fingerprint[:size]
+                or header.tokenizer_fingerprint != m.table.fingerprint[:tokenizer_size]):
+            named = f"{header.model_name!r}, fingerprint" if header.model_name else "fingerprint"
             raise ModelMismatchError(
-                f"this file was compressed with model {header.model_name!r}, not with {m.name!r} "
-                f"(fingerprint {header.model_fingerprint.hex()[:12]}); pass that model with --model")
+                f"this file was compressed with model {named} {header.model_fingerprint.hex()[:12]}, not with "
+                f"{m.name!r} (fingerprint {m.fingerprint[:size].hex()}); pass that model with --model")
         wrong = []
         if header.bos_id != m.bos_id:
             wrong.append(f"BOS id {header.bos_id} (model has {m.bos_id})")
@@ -246,7 +260,7 @@ class Codec:
             wrong.append(f"coder {header.coder!r} (this install has {CODER_ID!r})")
         if wrong:
             raise UnsupportedParameterError("cannot decode this file: it needs " + "; ".join(wrong))
-        if header.software != software_versions():
+        if header.software and header.engine != PORTABLE_ENGINE and header.software != software_versions():
             log.warning("file written with %s, decoding with %s: if decoding fails, use those versions",
                         header.software, software_versions())
         if header.engine == PORTABLE_ENGINE:
@@ -375,7 +389,6 @@ class Codec:
             streams = self._encode_lockstep(ids, stats, on_step)
         stats.tokens += len(ids)
         stats.text_bytes += len(self.model.table.join(ids))
-        stats.side_bytes += len(side)
         stats.stream_bytes += sum(len(s) for s in streams)
         return Block(raw_len=len(data), raw_crc=crc32(data), n_tokens=len(ids), side=side, streams=streams)
 
@@ -478,26 +491,31 @@ class Codec:
         return code
 
     def compressor(self, target: BinaryIO, progress: ProgressCallback | None = None,
-                   block_bytes: int = BLOCK_BYTES) -> "StreamCompressor":
-        """A push-based compressor writing to `target`: `write()` data in pieces, then `close()`."""
-        return StreamCompressor(self, target, progress, block_bytes)
+                   block_bytes: int = BLOCK_BYTES, *, version: int = container.FORMAT_VERSION) -> "StreamCompressor":
+        """A push-based compressor writing to `target`: `write()` data in pieces, then `close()`.
+
+        `block_bytes` is the input per block: the unit of memory, and of random access (a range is
+        decoded block by block). `version` writes an older format, for compatibility tests.
+        """
+        return StreamCompressor(self, target, progress, block_bytes, version=version)
 
     def compress_stream(self, source: BinaryIO, target: BinaryIO, progress: ProgressCallback | None = None,
-                        block_bytes: int = BLOCK_BYTES) -> Stats:
+                        block_bytes: int = BLOCK_BYTES, *, version: int = container.FORMAT_VERSION) -> Stats:
         """Compress from a readable binary stream to a writable one, one block in memory at a time."""
-        writer = self.compressor(target, progress, block_bytes)
+        writer = self.compressor(target, progress, block_bytes, version=version)
         while chunk := source.read(block_bytes):
             writer.write(chunk)
         return writer.close()
 
-    def compress(self, data: bytes, progress: ProgressCallback | None = None) -> bytes:
+    def compress(self, data: bytes, progress: ProgressCallback | None = None, *, block_bytes: int = BLOCK_BYTES) -> bytes:
         out = io.BytesIO()
-        self.compress_stream(io.BytesIO(data), out, progress)
+        self.compress_stream(io.BytesIO(data), out, progress, block_bytes)
         return out.getvalue()
 
-    def compress_with_stats(self, data: bytes, progress: ProgressCallback | None = None) -> tuple[bytes, Stats]:
+    def compress_with_stats(self, data: bytes, progress: ProgressCallback | None = None, *,
+                            block_bytes: int = BLOCK_BYTES) -> tuple[bytes, Stats]:
         out = io.BytesIO()
-        stats = self.compress_stream(io.BytesIO(data), out, progress)
+        stats = self.compress_stream(io.BytesIO(data), out, progress, block_bytes)
         return out.getvalue(), stats
 
     # ------------------------------------------------------------------------------------------
@@ -588,12 +606,33 @@ class Codec:
                 ids.extend(window.tolist())
         return ids
 
+    def _decode_counted(self, block: Block, header: Header, stats: Stats, progress: ProgressCallback | None,
+                        consumed: int, size: int) -> bytes:
+        """Decode one block (its CRC-32 checked) and count it; progress runs from `consumed` to
+        `consumed + size` bytes of the file as its tokens are decoded."""
+        done = [0]
+        tokens_before = stats.tokens
+
+        def on_step(count: int) -> None:
+            done[0] += count
+            if progress is not None:
+                fraction = done[0] / block.n_tokens if block.n_tokens else 1.0
+                progress(Progress(consumed + int(fraction * size), tokens_before + done[0]))
+
+        with _coding(header.threads, header.batch, compressing=False):
+            data = self._decode_block(block, header, stats, on_step)
+        stats.blocks += 1
+        stats.side_bytes += block.stored_side_len(header.version)
+        stats.stream_bytes += sum(len(s) for s in block.streams)
+        return data
+
     def iter_decompress(self, source: BinaryIO, progress: ProgressCallback | None = None,
                         stats: Stats | None = None) -> Iterator[bytes]:
         """Yield the original data block by block, each only after its checksum holds.
 
-        The whole stream's length and checksum are checked after the last block; a mismatch
-        raises ChecksumError then (earlier blocks were individually correct).
+        Each block's sequence number (version 3) is checked before it is decoded, so a removed,
+        repeated or reordered block is refused before any of its bytes come out; the block index
+        (version 3) or the total length and checksum (versions 1 and 2) are checked after the last.
         """
         stats = stats if stats is not None else Stats()
         started = time.perf_counter()
@@ -601,33 +640,18 @@ class Codec:
         header, consumed = reader.read_header()
         self.check_header(header)
         total_crc = 0
-        total_len = 0
         for block, size in reader.blocks(header):
-            done = [0]
-
-            def on_step(count: int, block: Block = block, size: int = size, consumed: int = consumed) -> None:
-                done[0] += count
-                if progress is not None:
-                    fraction = done[0] / block.n_tokens if block.n_tokens else 1.0
-                    progress(Progress(consumed + int(fraction * size), stats.tokens + done[0]))
-
-            with _coding(header.threads, header.batch, compressing=False):
-                data = self._decode_block(block, header, stats, on_step)
+            data = self._decode_counted(block, header, stats, progress, consumed, size)
             consumed += size
-            stats.blocks += 1
-            stats.side_bytes += len(block.side)
-            stats.stream_bytes += sum(len(s) for s in block.streams)
             total_crc = container.crc32(data, total_crc)
-            total_len += len(data)
-            stats.original_bytes = total_len
+            stats.original_bytes += len(data)
             if progress is not None:
                 progress(Progress(consumed, stats.tokens))
             yield data
         trailer = reader.trailer
-        assert trailer is not None
-        if trailer.total_len != total_len or trailer.total_crc != total_crc:
+        if trailer is not None and (trailer.total_len != stats.original_bytes or trailer.total_crc != total_crc):
             raise ChecksumError("corrupted file: the decoded data does not match the stored length and checksum")
-        stats.compressed_bytes = consumed + len(trailer.to_bytes())
+        stats.compressed_bytes = consumed + reader.tail_size
         stats.header_bytes = stats.compressed_bytes - stats.side_bytes - stats.stream_bytes
         stats.seconds = time.perf_counter() - started
         if progress is not None:
@@ -645,6 +669,76 @@ class Codec:
         out = io.BytesIO()
         self.decompress_stream(io.BytesIO(blob), out, progress)
         return out.getvalue()
+
+    # ------------------------------------------------------------------------------------------
+    # Random access: byte ranges of the original, through the block index
+
+    def open_index(self, source: BinaryIO) -> BlockIndex | None:
+        """Read a seekable file's header and block index and check the header against this codec.
+
+        None (the source back where it was) for a file without an index (format versions 1 and 2).
+        """
+        index = container.read_index(source)
+        if index is not None:
+            self.check_header(index.header)
+        return index
+
+    def decode_indexed(self, source: BinaryIO, index: BlockIndex, k: int, stats: Stats | None = None,
+                       progress: ProgressCallback | None = None) -> bytes:
+        """Read and decode block k alone (checked against the index, then against its CRC-32)."""
+        stats = stats if stats is not None else Stats()
+        block = index.read_block(source, k)
+        return self._decode_counted(block, index.header, stats, progress, index.offsets[k] - index.start,
+                                    index.sizes[k])
+
+    def iter_decompress_range(self, source: BinaryIO, start: int, end: int | None = None,
+                              progress: ProgressCallback | None = None,
+                              stats: Stats | None = None) -> Iterator[bytes]:
+        """Yield bytes [start, end) of the original (end None: to its end; both clipped to the
+        original, like a slice), decoding only the blocks that hold them.
+
+        From a seekable version 3 file only those blocks are read, found through the index at the
+        end of the file. Otherwise (a pipe, or a version 1 or 2 file) the blocks are read in order:
+        those before the range are skipped without decoding, and reading stops after the range.
+        """
+        if start < 0 or (end is not None and end < start):
+            raise ValueError(f"invalid range {start}:{'' if end is None else end}")
+        stats = stats if stats is not None else Stats()
+        started = time.perf_counter()
+        seekable = getattr(source, "seekable", None)
+        index = self.open_index(source) if seekable is not None and seekable() else None
+        if index is not None:
+            stop = index.total_len if end is None else min(end, index.total_len)
+            k = index.locate(start) if start < stop else len(index)
+            while k < len(index) and index.raw_starts[k] < stop:
+                data = self.decode_indexed(source, index, k, stats, progress)
+                first = index.raw_starts[k]
+                piece = data[max(0, start - first) : stop - first]
+                stats.original_bytes += len(piece)
+                yield piece
+                k += 1
+        else:
+            reader = StreamReader(source)
+            header, consumed = reader.read_header()
+            self.check_header(header)
+            for block, size in reader.blocks(header):
+                first = block.raw_start
+                if end is not None and first >= end:
+                    break
+                if first + block.raw_len > start:
+                    data = self._decode_counted(block, header, stats, progress, consumed, size)
+                    piece = data[max(0, start - first) : None if end is None else end - first]
+                    stats.original_bytes += len(piece)
+                    yield piece
+                consumed += size
+        stats.seconds = time.perf_counter() - started
+
+    def decompress_range(self, source: bytes | BinaryIO, start: int, end: int | None = None,
+                         progress: ProgressCallback | None = None) -> bytes:
+        """Bytes [start, end) of the original; see iter_decompress_range."""
+        if isinstance(source, (bytes, bytearray, memoryview)):
+            source = io.BytesIO(source)
+        return b"".join(self.iter_decompress_range(source, start, end, progress))
 
 
 @contextlib.contextmanager
@@ -694,28 +788,30 @@ def split_blocks(data: bytes, block_bytes: int = BLOCK_BYTES) -> Iterator[bytes]
 class StreamCompressor:
     """Push-based compression: takes data in pieces of any size, writes a block whenever one is full.
 
-    The header is written at once; `close()` writes the last block and the trailer and returns the
-    statistics. Memory holds at most one block of input.
+    The header is written at once; `close()` writes the last block and the end of the file (the
+    block index, in version 3) and returns the statistics. Memory holds at most one block of input.
     """
 
     def __init__(self, codec: Codec, target: BinaryIO, progress: ProgressCallback | None = None,
-                 block_bytes: int = BLOCK_BYTES):
+                 block_bytes: int = BLOCK_BYTES, *, version: int = container.FORMAT_VERSION):
         if not 1 <= block_bytes <= container.MAX_BLOCK_RAW_BYTES:  # a larger block could not be read back
             raise UnsupportedParameterError(
                 f"block_bytes must be between 1 and {container.MAX_BLOCK_RAW_BYTES}, not {block_bytes}")
-        self._codec, self._target, self._progress, self._block_bytes = codec, target, progress, block_bytes
+        if version not in container.VERSIONS:
+            raise UnsupportedParameterError(f"no llmzip format version {version}; this llmzip writes "
+                                            f"{', '.join(map(str, container.VERSIONS))}")
+        self._codec, self._progress, self._block_bytes = codec, progress, block_bytes
         self.stats = Stats()
         self._started = time.perf_counter()
         self._pending = bytearray()
         self._crc = 0
-        self._done = 0
-        self._written = container.write_header(target, codec._header())
-        self.stats.header_bytes += self._written
+        self._writer = ContainerWriter(target, codec._header(version))
+        self.stats.header_bytes += self._writer.bytes_written
         self.closed = False
 
     @property
     def bytes_in(self) -> int:
-        return self._done + len(self._pending)
+        return self._writer.raw_total + len(self._pending)
 
     def write(self, data: bytes) -> None:
         if self.closed:
@@ -733,16 +829,15 @@ class StreamCompressor:
             self._encode(bytes(self._pending))
             self._pending.clear()
         stats = self.stats
-        trailer_len = container.write_trailer(self._target, Trailer(self._done, self._crc))
-        stats.header_bytes += trailer_len
-        stats.original_bytes = self._done
-        stats.compressed_bytes = self._written + trailer_len
+        stats.header_bytes += self._writer.close(self._crc)
+        stats.original_bytes = self._writer.raw_total
+        stats.compressed_bytes = self._writer.bytes_written
         stats.seconds = time.perf_counter() - self._started
         self.closed = True
         return stats
 
     def _encode(self, data: bytes) -> None:
-        stats, progress, done_before = self.stats, self._progress, self._done
+        stats, progress, done_before = self.stats, self._progress, self._writer.raw_total
 
         def on_step(tokens_done: int, tokens_total: int) -> None:
             if progress is not None:
@@ -751,11 +846,11 @@ class StreamCompressor:
 
         with _coding(self._codec.threads, self._codec.batch, compressing=True):
             block = self._codec._encode_block(data, stats, on_step)
-        framed = container.write_block(self._target, block)
+        framed = self._writer.add(block)
+        side = block.stored_side_len(self._writer.version)
         stats.blocks += 1
-        stats.header_bytes += framed - len(block.side) - sum(len(s) for s in block.streams)
-        self._written += framed
+        stats.side_bytes += side
+        stats.header_bytes += framed - side - sum(len(s) for s in block.streams)
         self._crc = container.crc32(data, self._crc)
-        self._done += len(data)
         if progress is not None:
-            progress(Progress(self._done, stats.tokens))
+            progress(Progress(self._writer.raw_total, stats.tokens))

@@ -1,38 +1,52 @@
-"""The .llmz container: a versioned header, independent blocks, and a trailer with a checksum.
+"""The .llmz container: a versioned header, independent blocks, and a block index at the end.
 
-Layout (all integers little-endian; `varint` is unsigned LEB128, at most 10 bytes):
+Version 3 layout (all integers little-endian; `varint` is unsigned LEB128, at most 10 bytes;
+FORMAT.md is the reference, with the reasoning behind every field's size):
 
     magic        4 bytes  b"\\x89LLZ"
-    version      1 byte   FORMAT_VERSION
+    version      1 byte   3
     header_len   varint   length of the header body
-    header       bytes    the Header fields, see Header.to_bytes
-    header_crc   4 bytes  CRC-32 of the header body
+    header       bytes    the Header fields, see Header.to_bytes: short codes, defaults omitted
+    header_crc   2 bytes  CRC-16 of version, header_len and header
     blocks       0 or more of:
-        tag          1 byte  0x01
-        block_len    varint  bytes of the block body that follows
-        block body   see Block.to_bytes
-    end tag      1 byte   0x00
-    total_len    varint   length of the original data
-    total_crc    4 bytes  CRC-32 of the original data
+        block_len    varint  bytes of the block body that follows (never 0)
+        block body   raw_start (the block's first byte in the original: its sequence number),
+                     raw_len, raw_crc (CRC-32), n_tokens, side channel, streams; see Block.to_bytes
+    end          1 byte   0x00
+    index        varint n_blocks, then (framed size, raw_len) of every block but the last
+    footer       the index length as a varint written backwards, so that a reader finds the index
+                 from the end of the file
 
-Blocks are self-contained pieces of the input (a few hundred KiB each), so both directions stream
-with bounded memory. Every length read from a file is checked against what remains of the file and
-against hard limits before anything is allocated.
+Blocks are self-contained pieces of the input (1 MiB by default), so both directions stream with
+bounded memory, and a reader that can seek decodes only the blocks a byte range needs
+(`read_index`). Every length read from a file is checked against what remains of the file and
+against hard limits before anything is allocated. Versions 1 and 2 (no sequence numbers, no index,
+a trailer with the total length and CRC-32) are still read, and written for compatibility tests.
 """
 from __future__ import annotations
 
+import binascii
 import io
+import re
 import zlib
-from dataclasses import dataclass, field
+from array import array
+from bisect import bisect_right
+from dataclasses import dataclass, field, replace
 from typing import BinaryIO, Callable, Iterator
 
 from .errors import FormatError, LLMZipError
 
 MAGIC = b"\x89LLZ"
-FORMAT_VERSION = 2  # 2 added engine and stream_windows, shortened fingerprints; version 1 files still decode
-# Fingerprint length by format version: 64 bits tell models apart as well as 128 and save 16 bytes.
-FINGERPRINT_BYTES = {1: 16, 2: 8}
-BLOCK_TAG = 0x01
+# 3: compact header (codes, defaults, 4-byte fingerprint, CRC-16), block sequence numbers, block index.
+# 2 added engine and stream_windows and shortened fingerprints. Versions 1 and 2 still decode.
+FORMAT_VERSION = 3
+VERSIONS = (1, 2, 3)
+# Model fingerprint length by format version. Version 3 keeps 32 bits: enough to tell a wrong model
+# before decoding (FORMAT.md, "Why these sizes"); the block CRC-32 is what guarantees the output.
+FINGERPRINT_BYTES = {1: 16, 2: 8, 3: 4}
+# Versions 1 and 2 also stored the token table's fingerprint; version 3's model fingerprint covers it.
+TOKENIZER_FINGERPRINT_BYTES = {1: 16, 2: 8, 3: 0}
+BLOCK_TAG = 0x01  # versions 1 and 2
 END_TAG = 0x00
 
 # Hard limits that keep a corrupted or hostile file from asking for absurd allocations.
@@ -40,11 +54,21 @@ MAX_HEADER_BYTES = 1 << 16
 MAX_BLOCK_BYTES = 1 << 28
 MAX_BLOCK_RAW_BYTES = 1 << 26
 MAX_STRING_BYTES = 1 << 10
+MAX_TOTAL_BYTES = 1 << 62
 _READ_CHUNK = 1 << 20  # largest single read from a stream
+
+# The side channel of a block that is all text (see tokenization.pack_side). Version 3 stores it as
+# an empty side channel: it is the side of nearly every text block, and an empty one never occurs.
+ALL_TEXT_SIDE = b"\x02"
 
 
 def crc32(data: bytes | memoryview, previous: int = 0) -> int:
     return zlib.crc32(data, previous) & 0xFFFFFFFF
+
+
+def crc16(data: bytes | memoryview) -> int:
+    """CRC-16/CCITT-FALSE (polynomial 0x1021, initial 0xFFFF): the version 3 header check."""
+    return binascii.crc_hqx(bytes(data), 0xFFFF)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -62,6 +86,12 @@ def write_varint(out: bytearray, value: int) -> None:
         else:
             out.append(byte)
             return
+
+
+def varint_bytes(value: int) -> bytes:
+    out = bytearray()
+    write_varint(out, value)
+    return bytes(out)
 
 
 def decode_varint(next_byte: Callable[[], int], limit: int, what: str) -> int:
@@ -127,6 +157,81 @@ def _write_string(out: bytearray, text: str) -> None:
 
 
 # ---------------------------------------------------------------------------------------------
+# Version 3 header: known values as one-byte codes, fields equal to their defaults omitted
+
+
+# Known values of each coded field; a value's code is its position + 1, and code 0 is followed by
+# the value as a string. These tables are part of the format: append only, never reorder.
+ENGINE_CODES = ("portable-v1", "transformers", "static-v1", "static-v1+graphs")
+QUANTIZER_CODES = ("int-v1", "torch-v1")  # code 3: triton-v1 with its launch configuration, below
+TRITON_CODE = 3
+_TRITON_ID = re.compile(r"triton-v1:block=([1-9][0-9]*):warps=([1-9][0-9]*)")
+DTYPE_CODES = ("float32", "bfloat16", "float16")
+DEVICE_CODES = ("any",)
+ATTENTION_CODES = ("integer", "sdpa", "eager")
+CODER_CODES = ("constriction-0.5-range-u32/24",)
+MODEL_NAME_CODES = ("SmolLM2-135M-Instruct.Q4_1",)  # the embedded default model
+
+
+@dataclass(frozen=True)
+class _Field:
+    name: str  # Header attribute
+    kind: str  # "varint", "u8", "code", "string", "extra"
+    default: object
+    codes: tuple[str, ...] = ()
+    limit: int = (1 << 63) - 1
+
+
+# Bit i of the header's `present` varint says that field i follows; a clear bit means the default.
+# The defaults are the codec's default settings (portable engine, context 512, 16 windows per
+# stream), so that a file made with them carries only its model fingerprint and one byte of flags.
+V3_FIELDS = (
+    _Field("bos_id", "varint", 1, limit=1 << 32),
+    _Field("context", "varint", 512, limit=1 << 24),
+    _Field("stream_windows", "varint", 16, limit=1 << 20),
+    _Field("batch", "varint", None, limit=1 << 20),  # default: stream_windows
+    _Field("model_name", "code", "", MODEL_NAME_CODES),  # default: not recorded
+    _Field("engine", "code", ENGINE_CODES[0], ENGINE_CODES),
+    _Field("quantizer", "code", QUANTIZER_CODES[0], QUANTIZER_CODES),
+    _Field("dtype", "code", DTYPE_CODES[0], DTYPE_CODES),
+    _Field("device_class", "code", DEVICE_CODES[0], DEVICE_CODES),
+    _Field("attention", "code", ATTENTION_CODES[0], ATTENTION_CODES),
+    _Field("threads", "varint", 0, limit=1 << 12),
+    _Field("precision", "u8", 24),
+    _Field("coder", "code", CODER_CODES[0], CODER_CODES),
+    _Field("software", "string", ""),  # default: not recorded
+    _Field("extra", "extra", None),  # default: none
+)
+
+
+def _write_code(out: bytearray, value: str, codes: tuple[str, ...], quantizer: bool = False) -> None:
+    if value in codes:
+        write_varint(out, codes.index(value) + 1)
+        return
+    triton = _TRITON_ID.fullmatch(value) if quantizer else None
+    if triton:
+        write_varint(out, TRITON_CODE)
+        write_varint(out, int(triton.group(1)))
+        write_varint(out, int(triton.group(2)))
+        return
+    out.append(0)
+    _write_string(out, value)
+
+
+def _read_code(r: Reader, name: str, codes: tuple[str, ...]) -> str:
+    code = r.varint(1 << 16, f"the {name} code")
+    if code == 0:
+        return r.string()
+    if name == "quantizer" and code == TRITON_CODE:
+        block = r.varint(1 << 20, "the quantizer's block size")
+        warps = r.varint(1 << 10, "the quantizer's warp count")
+        return f"triton-v1:block={block}:warps={warps}"
+    if code > len(codes):
+        raise FormatError(f"corrupted file, or one from a newer llmzip: unknown {name} code {code}")
+    return codes[code - 1]
+
+
+# ---------------------------------------------------------------------------------------------
 # Header
 
 
@@ -134,23 +239,24 @@ def _write_string(out: bytearray, text: str) -> None:
 class Header:
     """Everything that decides the numbers the coder sees; the decoder must reproduce all of it."""
 
-    model_name: str
-    model_fingerprint: bytes  # hash of the weights as loaded (see models.py), FINGERPRINT_BYTES long
-    tokenizer_fingerprint: bytes  # hash of the token byte table (see tokenization.py), as long
+    model_name: str  # readable name; "" when the file does not record it (version 3, most models)
+    model_fingerprint: bytes  # hash of the weights as loaded and of the token table, FINGERPRINT_BYTES long
+    tokenizer_fingerprint: bytes  # hash of the token byte table; versions 1 and 2 only (b"" in version 3)
     bos_id: int
     context: int  # tokens per window; each window starts again from BOS
     batch: int  # windows run in lockstep per model call
     dtype: str  # e.g. "float32", "bfloat16"
-    device_class: str  # e.g. "cpu-x86_64", "cuda-sm90"
+    device_class: str  # e.g. "cpu-x86_64-avx2", "cuda-sm90:...", "any" (portable engine)
     threads: int  # CPU threads of the model kernels: their work split changes the last bits
     attention: str  # the attention implementation, e.g. "sdpa"
     quantizer: str  # id of the logits-to-frequencies implementation, see quantize.py
     precision: int  # bits of the coder's probability total
     coder: str  # range coder and its stream format version
-    software: str  # torch and transformers versions that encoded; checked loosely
+    software: str  # torch and transformers versions that encoded ("" if not recorded); checked loosely
     extra: dict[str, str] = field(default_factory=dict)  # reserved for later fields
-    engine: str = "transformers"  # what computed the logits step by step, see inference.py
+    engine: str = "transformers"  # what computed the logits, see inference.py and portable/
     stream_windows: int = 0  # windows per coded stream (0: a whole batch per stream, as in version 1)
+    version: int = FORMAT_VERSION  # the format version the header was read from, or is written as
 
     def windows_per_stream(self) -> int:
         return self.stream_windows or self.batch
@@ -162,14 +268,23 @@ class Header:
         per = self.windows_per_stream()
         return full * -(-self.batch // per) + -(-last // per)
 
-    def to_bytes(self, version: int = FORMAT_VERSION) -> bytes:
-        """The header body as format `version` writes it (older versions for compatibility tests)."""
+    def to_bytes(self, version: int | None = None) -> bytes:
+        """The header body as format `version` (default: the header's own) writes it."""
+        version = self.version if version is None else version
+        if version not in VERSIONS:
+            raise ValueError(f"no format version {version}")
+        for fp, sizes in ((self.model_fingerprint, FINGERPRINT_BYTES), (self.tokenizer_fingerprint,
+                                                                       TOKENIZER_FINGERPRINT_BYTES)):
+            if len(fp) != sizes[version]:
+                raise ValueError(f"format version {version} has {FINGERPRINT_BYTES[version]}-byte fingerprints"
+                                 + (" and no tokenizer fingerprint" if version >= 3 else ""))
+        if version >= 3:
+            return self._v3_body()
+        if version == 1 and (self.engine != "transformers" or self.stream_windows):
+            raise ValueError("format version 1 has only the transformers engine, one stream per batch")
         out = bytearray()
         _write_string(out, self.model_name)
-        for fp in (self.model_fingerprint, self.tokenizer_fingerprint):
-            if len(fp) != FINGERPRINT_BYTES[version]:
-                raise ValueError(f"format version {version} has {FINGERPRINT_BYTES[version]}-byte fingerprints")
-            out += fp
+        out += self.model_fingerprint + self.tokenizer_fingerprint
         for number in (self.bos_id, self.context, self.batch, self.threads):
             write_varint(out, number)
         for text in (self.dtype, self.device_class, self.attention, self.quantizer):
@@ -177,40 +292,99 @@ class Header:
         out.append(self.precision)
         _write_string(out, self.coder)
         _write_string(out, self.software)
-        write_varint(out, len(self.extra))
-        for key, value in sorted(self.extra.items()):
-            _write_string(out, key)
-            _write_string(out, value)
+        _write_extra(out, self.extra)
         if version >= 2:
             _write_string(out, self.engine)
             write_varint(out, self.stream_windows)
         return bytes(out)
 
+    def _v3_body(self) -> bytes:
+        present, fields = 0, bytearray()
+        for bit, f in enumerate(V3_FIELDS):
+            value = getattr(self, f.name)
+            default = self.stream_windows if f.name == "batch" else {} if f.kind == "extra" else f.default
+            if value == default:
+                continue
+            present |= 1 << bit
+            if f.kind == "varint":
+                write_varint(fields, value)
+            elif f.kind == "u8":
+                fields.append(value)
+            elif f.kind == "code":
+                _write_code(fields, value, f.codes, quantizer=f.name == "quantizer")
+            elif f.kind == "string":
+                _write_string(fields, value)
+            else:
+                _write_extra(fields, value)
+        out = bytearray(self.model_fingerprint)
+        write_varint(out, present)
+        return bytes(out + fields)
+
     @classmethod
     def from_bytes(cls, body: bytes | memoryview, version: int = FORMAT_VERSION) -> "Header":
         r = Reader(body, "the header")
-        name = r.string()
-        model_fp, tok_fp = bytes(r.take(FINGERPRINT_BYTES[version])), bytes(r.take(FINGERPRINT_BYTES[version]))
-        bos = r.varint(1 << 32, "the BOS id")
-        context = r.varint(1 << 24, "the context")
-        batch = r.varint(1 << 20, "the batch size")
-        threads = r.varint(1 << 12, "the thread count")
-        if context < 1 or batch < 1:
-            raise FormatError("corrupted file: context and batch must be positive")
-        dtype, device_class, attention, quantizer = r.string(), r.string(), r.string(), r.string()
-        precision = r.u8()
-        coder, software = r.string(), r.string()
-        extra = {}
-        for _ in range(r.varint(64, "the number of extra fields")):
-            key = r.string()
-            extra[key] = r.string()
-        engine, stream_windows = "transformers", 0
-        if version >= 2:
-            engine = r.string()
-            stream_windows = r.varint(batch, "the windows per stream")  # 0: the whole batch
+        if version >= 3:
+            header = cls._from_v3(r)
+        else:
+            name = r.string()
+            size = FINGERPRINT_BYTES[version]
+            model_fp, tok_fp = bytes(r.take(size)), bytes(r.take(size))
+            bos = r.varint(1 << 32, "the BOS id")
+            context = r.varint(1 << 24, "the context")
+            batch = r.varint(1 << 20, "the batch size")
+            threads = r.varint(1 << 12, "the thread count")
+            dtype, device_class, attention, quantizer = r.string(), r.string(), r.string(), r.string()
+            precision = r.u8()
+            coder, software = r.string(), r.string()
+            extra = _read_extra(r)
+            engine, stream_windows = "transformers", 0
+            if version >= 2:
+                engine = r.string()
+                stream_windows = r.varint(1 << 20, "the windows per stream")  # 0: the whole batch
+            header = cls(name, model_fp, tok_fp, bos, context, batch, dtype, device_class, threads, attention,
+                         quantizer, precision, coder, software, extra, engine, stream_windows, version)
         r.expect_end()
-        return cls(name, model_fp, tok_fp, bos, context, batch, dtype, device_class, threads, attention,
-                   quantizer, precision, coder, software, extra, engine, stream_windows)
+        if header.context < 1 or header.batch < 1:
+            raise FormatError("corrupted file: context and batch must be positive")
+        if header.stream_windows > header.batch:
+            raise FormatError("corrupted file: more windows per stream than per batch")
+        return header
+
+    @classmethod
+    def _from_v3(cls, r: Reader) -> "Header":
+        values: dict = {"model_fingerprint": bytes(r.take(FINGERPRINT_BYTES[3])), "tokenizer_fingerprint": b"",
+                        "version": 3}
+        present = r.varint((1 << len(V3_FIELDS)) - 1, "the header's field flags")
+        for bit, f in enumerate(V3_FIELDS):
+            if not present >> bit & 1:
+                values[f.name] = (values["stream_windows"] if f.name == "batch" else {} if f.kind == "extra"
+                                  else f.default)
+            elif f.kind == "varint":
+                values[f.name] = r.varint(f.limit, f"the {f.name.replace('_', ' ')}")
+            elif f.kind == "u8":
+                values[f.name] = r.u8()
+            elif f.kind == "code":
+                values[f.name] = _read_code(r, f.name.replace("_", " "), f.codes)
+            elif f.kind == "string":
+                values[f.name] = r.string()
+            else:
+                values[f.name] = _read_extra(r)
+        return cls(**values)
+
+
+def _write_extra(out: bytearray, extra: dict[str, str]) -> None:
+    write_varint(out, len(extra))
+    for key, value in sorted(extra.items()):
+        _write_string(out, key)
+        _write_string(out, value)
+
+
+def _read_extra(r: Reader) -> dict[str, str]:
+    extra = {}
+    for _ in range(r.varint(64, "the number of extra fields")):
+        key = r.string()
+        extra[key] = r.string()
+    return extra
 
 
 # ---------------------------------------------------------------------------------------------
@@ -224,7 +398,8 @@ class Block:
     `side` carries what the model does not code (raw bytes and the layout that splices them back,
     see tokenization.py), already packed. `streams` holds the range-coder streams: per batch of
     windows, one per `stream_windows` of them; the windows of a block are `ceil(n_tokens / context)`
-    consecutive slices of its tokens.
+    consecutive slices of its tokens. `raw_start` is where the block's data begins in the original:
+    version 3 stores it as the block's sequence number; for older files the reader counts it.
     """
 
     raw_len: int
@@ -232,40 +407,63 @@ class Block:
     n_tokens: int
     side: bytes
     streams: list[bytes]
+    raw_start: int = 0
 
-    def to_bytes(self) -> bytes:
+    def stored_side_len(self, version: int = FORMAT_VERSION) -> int:
+        """Bytes the side channel takes in the file (version 3 stores an all-text side as nothing)."""
+        return 0 if version >= 3 and self.side == ALL_TEXT_SIDE else len(self.side)
+
+    def to_bytes(self, version: int = FORMAT_VERSION) -> bytes:
         out = bytearray()
+        if version >= 3:
+            write_varint(out, self.raw_start)
         write_varint(out, self.raw_len)
         out += self.raw_crc.to_bytes(4, "little")
         write_varint(out, self.n_tokens)
-        write_varint(out, len(self.side))
-        out += self.side
-        write_varint(out, len(self.streams))
-        for stream in self.streams:
+        side = b"" if self.stored_side_len(version) == 0 else self.side
+        write_varint(out, len(side))
+        out += side
+        if version < 3:
+            write_varint(out, len(self.streams))
+        # Version 3 leaves out the stream count (it follows from n_tokens) and the last stream's
+        # length (it is what remains of the block).
+        for stream in self.streams[:-1] if version >= 3 else self.streams:
             write_varint(out, len(stream))
         for stream in self.streams:
             out += stream
         return bytes(out)
 
     @classmethod
-    def from_bytes(cls, body: bytes | memoryview, header: Header) -> "Block":
+    def from_bytes(cls, body: bytes | memoryview, header: Header, raw_start: int = 0) -> "Block":
+        """Parse a block body; `raw_start` is the reader's count, for versions that do not store it."""
         r = Reader(body, "a block")
+        v3 = header.version >= 3
+        if v3:
+            raw_start = r.varint(MAX_TOTAL_BYTES, "the block's position")
         raw_len = r.varint(MAX_BLOCK_RAW_BYTES, "the block size")
+        if v3 and raw_len == 0:
+            raise FormatError("corrupted file: an empty block")
         raw_crc = r.u32()
         n_tokens = r.varint(raw_len, "the token count")
         side = bytes(r.take(r.varint(r.remaining, "the side data length")))
+        if v3 and not side:
+            side = ALL_TEXT_SIDE
         n_streams = header.streams_in(n_tokens)
-        if r.varint(r.remaining, "the stream count") != n_streams:
+        if not v3 and r.varint(r.remaining, "the stream count") != n_streams:
             raise FormatError("corrupted file: a block's stream count does not match its token count")
-        lengths = [r.varint(r.remaining, "a stream length") for _ in range(n_streams)]
-        if sum(lengths) != r.remaining:
+        lengths = [r.varint(r.remaining, "a stream length") for _ in range(n_streams - 1 if v3 else n_streams)]
+        if v3 and n_streams:
+            lengths.append(r.remaining - sum(lengths))
+        if sum(lengths) != r.remaining or (lengths and lengths[-1] < 0):
             raise FormatError("corrupted file: a block's stream lengths do not add up")
         streams = [bytes(r.take(n)) for n in lengths]
-        return cls(raw_len, raw_crc, n_tokens, side, streams)
+        return cls(raw_len, raw_crc, n_tokens, side, streams, raw_start)
 
 
 @dataclass(frozen=True)
 class Trailer:
+    """The end of a version 1 or 2 file: length and CRC-32 of the whole original."""
+
     total_len: int
     total_crc: int
 
@@ -276,41 +474,114 @@ class Trailer:
         return bytes(buf)
 
 
+def _backward_varint(value: int) -> bytes:
+    """A varint written backwards: read from the end of a file, its first byte comes first."""
+    return varint_bytes(value)[::-1]
+
+
+def _index_bytes(sizes: array, raw_lens: array) -> bytes:
+    out = bytearray()
+    n = len(sizes)
+    write_varint(out, n)
+    for k in range(n - 1):  # the last block's entry follows from the others and the block itself
+        write_varint(out, sizes[k])
+        write_varint(out, raw_lens[k])
+    return bytes(out)
+
+
 # ---------------------------------------------------------------------------------------------
-# Writing and reading whole containers
+# Writing
+
+
+def header_bytes(header: Header) -> bytes:
+    """Magic, version, the header and its check, as `header.version` frames them."""
+    body = header.to_bytes()
+    buf = bytearray(MAGIC)
+    buf.append(header.version)
+    write_varint(buf, len(body))
+    buf += body
+    if header.version >= 3:
+        buf += crc16(buf[len(MAGIC):]).to_bytes(2, "little")
+    else:
+        buf += crc32(body).to_bytes(4, "little")
+    return bytes(buf)
 
 
 def write_header(out: BinaryIO, header: Header) -> int:
-    body = header.to_bytes()
-    buf = bytearray(MAGIC)
-    buf.append(FORMAT_VERSION)
-    write_varint(buf, len(body))
-    buf += body
-    buf += crc32(body).to_bytes(4, "little")
+    buf = header_bytes(header)
     out.write(buf)
     return len(buf)
 
 
-def write_block(out: BinaryIO, block: Block) -> int:
-    body = block.to_bytes()
-    buf = bytearray([BLOCK_TAG])
+def frame_block(block: Block, version: int = FORMAT_VERSION) -> bytes:
+    """A block as it stands in the file: version 3 `block_len body`, older `01 block_len body`."""
+    body = block.to_bytes(version)
+    buf = bytearray() if version >= 3 else bytearray([BLOCK_TAG])
     write_varint(buf, len(body))
-    out.write(bytes(buf))
-    out.write(body)
-    return len(buf) + len(body)
+    return bytes(buf) + body
 
 
-def write_trailer(out: BinaryIO, trailer: Trailer) -> int:
-    buf = trailer.to_bytes()
-    out.write(buf)
-    return len(buf)
+class ContainerWriter:
+    """Writes one container: the header at once, each block as it comes, the end on `close()`.
+
+    It numbers the blocks (version 3: each block's `raw_start`, the bytes of all blocks before it)
+    and keeps what the index needs, two numbers per block.
+    """
+
+    def __init__(self, out: BinaryIO, header: Header):
+        self.out = out
+        self.version = header.version
+        self.raw_total = 0
+        self._sizes = array("Q")
+        self._raw_lens = array("Q")
+        self.bytes_written = write_header(out, header)
+
+    @property
+    def blocks(self) -> int:
+        return len(self._sizes)
+
+    def add(self, block: Block) -> int:
+        """Write `block` as the next one (its raw_start is set here); return its framed size."""
+        if block.raw_len < 1:
+            raise ValueError("a block holds at least one byte")
+        framed = frame_block(replace(block, raw_start=self.raw_total), self.version)
+        self.out.write(framed)
+        self._sizes.append(len(framed))
+        self._raw_lens.append(block.raw_len)
+        self.raw_total += block.raw_len
+        self.bytes_written += len(framed)
+        return len(framed)
+
+    def close(self, total_crc: int = 0) -> int:
+        """Write the end (version 3: end tag, index, footer; older: the trailer, which needs the
+        CRC-32 of all the data, `total_crc`); return its size."""
+        if self.version >= 3:
+            index = _index_bytes(self._sizes, self._raw_lens)
+            tail = bytes([END_TAG]) + index + _backward_varint(len(index))
+        else:
+            tail = Trailer(self.raw_total, total_crc).to_bytes()
+        self.out.write(tail)
+        self.bytes_written += len(tail)
+        return len(tail)
+
+
+# ---------------------------------------------------------------------------------------------
+# Reading front to back
 
 
 class StreamReader:
-    """Reads a container from a binary stream piece by piece, validating as it goes."""
+    """Reads a container from a binary stream piece by piece, validating as it goes.
+
+    After `blocks()` ends: `total_len` (the original's length), `trailer` (versions 1 and 2: the
+    stored length and CRC-32, for the caller to check against the data) and `tail_size` (bytes
+    of the end: trailer, or end tag, index and footer).
+    """
 
     def __init__(self, source: BinaryIO):
         self.source = source
+        self.trailer: Trailer | None = None
+        self.total_len: int | None = None
+        self.tail_size = 0
 
     def _read_exact(self, n: int, what: str) -> bytes:
         if n <= _READ_CHUNK:
@@ -328,8 +599,14 @@ class StreamReader:
             buf += chunk
         return bytes(buf)
 
-    def _read_varint(self, what: str, limit: int) -> int:
-        return decode_varint(lambda: self._read_exact(1, what)[0], limit, what)
+    def _read_varint(self, what: str, limit: int, counted: bytearray | None = None) -> int:
+        def next_byte() -> int:
+            byte = self._read_exact(1, what)[0]
+            if counted is not None:
+                counted.append(byte)
+            return byte
+
+        return decode_varint(next_byte, limit, what)
 
     def read_header(self) -> tuple[Header, int]:
         """Return the header and the number of bytes it took."""
@@ -343,46 +620,210 @@ class StreamReader:
                 f"(version {FORMAT_VERSION}): upgrade llmzip")
         if version < 1:
             raise FormatError(f"corrupted file: invalid format version {version}")
-        body_len = self._read_varint("the header", MAX_HEADER_BYTES)
+        framing = bytearray([version])
+        body_len = self._read_varint("the header", MAX_HEADER_BYTES, framing)
         body = self._read_exact(body_len, "the header")
-        stored_crc = int.from_bytes(self._read_exact(4, "the header"), "little")
-        if crc32(body) != stored_crc:
+        check_size = 2 if version >= 3 else 4
+        stored = int.from_bytes(self._read_exact(check_size, "the header"), "little")
+        if stored != (crc16(bytes(framing) + body) if version >= 3 else crc32(body)):
             raise FormatError("corrupted file: the header checksum does not match")
-        size_prefix = bytearray()
-        write_varint(size_prefix, body_len)
-        return Header.from_bytes(body, version), len(MAGIC) + 1 + len(size_prefix) + body_len + 4
+        return Header.from_bytes(body, version), len(MAGIC) + len(framing) + body_len + check_size
 
     def blocks(self, header: Header) -> Iterator[tuple[Block, int]]:
-        """Yield (block, its size on disk); ends after the trailer, stored in self.trailer."""
-        self.trailer: Trailer | None = None
+        """Yield (block, its size on disk), each checked to be the next one; ends after the end."""
+        if header.version >= 3:
+            yield from self._blocks_v3(header)
+            return
+        total = 0
         while True:
             tag = self._read_exact(1, "the block list")[0]
             if tag == END_TAG:
-                total_len = self._read_varint("the trailer", 1 << 62)
+                total_len = self._read_varint("the trailer", MAX_TOTAL_BYTES)
                 total_crc = int.from_bytes(self._read_exact(4, "the trailer"), "little")
                 self.trailer = Trailer(total_len, total_crc)
-                if self.source.read(1):
-                    raise FormatError("corrupted file: unexpected data after the end of the llmzip stream")
+                self.tail_size = len(self.trailer.to_bytes())
+                self.total_len = total
+                self._expect_eof()
                 return
             if tag != BLOCK_TAG:
                 raise FormatError(f"corrupted file: unknown block tag {tag}")
-            body_len = self._read_varint("a block length", MAX_BLOCK_BYTES)
+            framing = bytearray([tag])
+            body_len = self._read_varint("a block length", MAX_BLOCK_BYTES, framing)
             body = self._read_exact(body_len, "a block")
-            size_prefix = bytearray()
-            write_varint(size_prefix, body_len)
-            yield Block.from_bytes(body, header), 1 + len(size_prefix) + body_len
+            block = Block.from_bytes(body, header, raw_start=total)
+            total += block.raw_len
+            yield block, len(framing) + body_len
+
+    def _blocks_v3(self, header: Header) -> Iterator[tuple[Block, int]]:
+        sizes, raw_lens = array("Q"), array("Q")
+        expected = 0
+        while True:
+            framing = bytearray()
+            body_len = self._read_varint("a block length", MAX_BLOCK_BYTES, framing)
+            if body_len == 0:  # the end tag
+                break
+            body = self._read_exact(body_len, "a block")
+            block = Block.from_bytes(body, header)
+            if block.raw_start != expected:
+                # Checked before the block is decoded, so none of its bytes can be written.
+                raise FormatError(
+                    f"corrupted file: block {len(sizes)} starts at byte {block.raw_start} of the original, "
+                    f"not at byte {expected}: a block was removed, repeated or reordered")
+            expected += block.raw_len
+            sizes.append(len(framing) + body_len)
+            raw_lens.append(block.raw_len)
+            yield block, len(framing) + body_len
+        # The index must describe exactly the blocks just read (a reader that seeks relies on it).
+        index = bytearray()
+        count = self._read_varint("the block index", MAX_TOTAL_BYTES, index)
+        if count != len(sizes):
+            raise FormatError(f"corrupted file: the block index lists {count} blocks, the file has {len(sizes)}")
+        for k in range(count - 1):
+            size = self._read_varint("the block index", MAX_TOTAL_BYTES, index)
+            raw_len = self._read_varint("the block index", MAX_TOTAL_BYTES, index)
+            if (size, raw_len) != (sizes[k], raw_lens[k]):
+                raise FormatError(f"corrupted file: the block index does not match block {k}")
+        footer = _backward_varint(len(index))
+        if self._read_exact(len(footer), "the index footer") != footer:
+            raise FormatError("corrupted file: the index length at the end of the file does not match the index")
+        self.tail_size = 1 + len(index) + len(footer)
+        self.total_len = expected
+        self._expect_eof()
+
+    def _expect_eof(self) -> None:
+        if self.source.read(1):
+            raise FormatError("corrupted file: unexpected data after the end of the llmzip stream")
 
 
-def read_all(blob: bytes) -> tuple[Header, list[Block], Trailer]:
-    """Parse a whole in-memory container (used by `info` and tests)."""
+def read_all(blob: bytes) -> tuple[Header, list[Block], StreamReader]:
+    """Parse a whole in-memory container (used by tests); the reader holds the end's fields."""
     reader = StreamReader(io.BytesIO(blob))
     header, _ = reader.read_header()
     blocks = [block for block, _ in reader.blocks(header)]
-    assert reader.trailer is not None
-    return header, blocks, reader.trailer
+    return header, blocks, reader
+
+
+# ---------------------------------------------------------------------------------------------
+# Reading through the index: any block, found from the end of the file
+
+
+class BlockIndex:
+    """Where every block of a version 3 file is, read from its end (`read_index`).
+
+    Nothing here is trusted beyond a hint of where to look: `read_block` checks that the block it
+    finds has the position, length and size the index promised, and the block's own CRC-32 checks
+    its data after decoding. So a damaged index can make a read fail, never return wrong bytes.
+    """
+
+    def __init__(self, header: Header, start: int, header_size: int, offsets: array, sizes: array,
+                 raw_starts: array, raw_lens: array):
+        self.header = header
+        self.start = start  # where the container begins in the source
+        self.header_size = header_size
+        self.offsets, self.sizes, self.raw_starts, self.raw_lens = offsets, sizes, raw_starts, raw_lens
+
+    def __len__(self) -> int:
+        return len(self.offsets)
+
+    @property
+    def total_len(self) -> int:
+        return self.raw_starts[-1] + self.raw_lens[-1] if len(self) else 0
+
+    def locate(self, position: int) -> int:
+        """The block holding byte `position` of the original (0 <= position < total_len)."""
+        if not 0 <= position < self.total_len:
+            raise ValueError(f"position {position} is outside the original's {self.total_len} bytes")
+        return bisect_right(self.raw_starts, position) - 1
+
+    def read_block(self, source: BinaryIO, k: int) -> Block:
+        """Read block k, checked against the index; the source must be the one the index came from."""
+        source.seek(self.offsets[k])
+        reader = StreamReader(source)
+        framing = bytearray()
+        body_len = reader._read_varint("a block length", MAX_BLOCK_BYTES, framing)
+        if len(framing) + body_len != self.sizes[k]:
+            raise FormatError(f"corrupted file: block {k} does not have the size its index entry gives")
+        block = Block.from_bytes(reader._read_exact(body_len, "a block"), self.header)
+        if (block.raw_start, block.raw_len) != (self.raw_starts[k], self.raw_lens[k]):
+            raise FormatError(f"corrupted file: block {k} is not where the block index puts it")
+        return block
+
+
+def read_index(source: BinaryIO) -> BlockIndex | None:
+    """Read a seekable container's header and block index (from its end, as xz and zstd's seekable
+    format allow). The container runs from the source's position to its end. Returns None, with the
+    source back at its starting position, for a format version that has no index (1 and 2)."""
+    start = source.tell()
+    reader = StreamReader(source)
+    header, header_size = reader.read_header()
+    if header.version < 3:
+        source.seek(start)
+        return None
+    end = source.seek(0, io.SEEK_END)
+    first_block = start + header_size
+    # The footer: the index length as a varint written backwards.
+    source.seek(max(first_block, end - 10))
+    tail = source.read(end - source.tell())
+    index_len = shift = 0
+    for footer_len, byte in enumerate(reversed(tail), 1):
+        index_len |= (byte & 0x7F) << shift
+        shift += 7
+        if not byte & 0x80:
+            break
+    else:
+        raise FormatError("truncated or corrupted file: no block index at its end")
+    if tail[len(tail) - footer_len:] != _backward_varint(index_len):
+        raise FormatError("corrupted file: the block index length at its end is not written as llmzip writes it")
+    index_start = end - footer_len - index_len
+    if index_len < 1 or index_start - 1 < first_block:
+        raise FormatError("truncated or corrupted file: the block index length at its end is impossible")
+    source.seek(index_start - 1)
+    index_bytes = reader._read_exact(1 + index_len, "the block index")
+    if index_bytes[0] != END_TAG:
+        raise FormatError("truncated or corrupted file: the block index does not follow the last block")
+    r = Reader(index_bytes[1:], "the block index")
+    end_tag_at = index_start - 1
+    count = r.varint((end_tag_at - first_block) // 7, "the block count")  # a framed block takes >= 7 bytes
+    offsets, sizes, raw_starts, raw_lens = array("Q"), array("Q"), array("Q"), array("Q")
+    offset, raw_pos = first_block, 0
+    for _ in range(count - 1):
+        size = r.varint(MAX_BLOCK_BYTES + 10, "a block size")
+        raw_len = r.varint(MAX_BLOCK_RAW_BYTES, "a block length")
+        if size < 7 or raw_len < 1:
+            raise FormatError("corrupted file: the block index lists an impossible block")
+        offsets.append(offset)
+        sizes.append(size)
+        raw_starts.append(raw_pos)
+        raw_lens.append(raw_len)
+        offset += size
+        raw_pos += raw_len
+    r.expect_end()
+    if count == 0:
+        if first_block != end_tag_at:
+            raise FormatError("corrupted file: the block index lists no blocks, but the file has some")
+        return BlockIndex(header, start, header_size, offsets, sizes, raw_starts, raw_lens)
+    if offset >= end_tag_at:
+        raise FormatError("corrupted file: the block index lists more bytes than the file has")
+    # The last block is not in the index: its size is what remains, its length is in its head.
+    source.seek(offset)
+    framing = bytearray()
+    body_len = reader._read_varint("the last block", MAX_BLOCK_BYTES, framing)
+    if offset + len(framing) + body_len != end_tag_at:
+        raise FormatError("corrupted file: the last block does not end where the block index begins")
+    head = Reader(reader._read_exact(min(body_len, 20), "the last block"), "the last block")
+    raw_start = head.varint(MAX_TOTAL_BYTES, "the block's position")
+    raw_len = head.varint(MAX_BLOCK_RAW_BYTES, "the block size")
+    if raw_start != raw_pos or raw_len < 1:
+        raise FormatError("corrupted file: the last block is not where the block index puts it")
+    offsets.append(offset)
+    sizes.append(end_tag_at - offset)
+    raw_starts.append(raw_pos)
+    raw_lens.append(raw_len)
+    return BlockIndex(header, start, header_size, offsets, sizes, raw_starts, raw_lens)
 
 
 __all__ = [
-    "MAGIC", "FORMAT_VERSION", "Header", "Block", "Trailer", "StreamReader", "read_all",
-    "write_header", "write_block", "write_trailer", "crc32", "LLMZipError",
+    "MAGIC", "FORMAT_VERSION", "VERSIONS", "Header", "Block", "Trailer", "StreamReader", "ContainerWriter",
+    "BlockIndex", "read_index", "read_all", "write_header", "header_bytes", "frame_block", "crc32", "crc16",
+    "LLMZipError",
 ]

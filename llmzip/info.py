@@ -9,6 +9,21 @@ from .container import Header, StreamReader
 
 
 @dataclass(frozen=True)
+class BlockInfo:
+    """One block as the file stores it."""
+
+    offset: int  # of its framing, from the start of the file
+    size: int  # bytes in the file, framing included
+    raw_start: int  # where its data begins in the original
+    raw_len: int
+    raw_crc: int  # CRC-32 of its data
+    tokens: int
+    streams: int
+    side_bytes: int  # as stored
+    stream_bytes: int
+
+
+@dataclass(frozen=True)
 class FileInfo:
     header: Header
     original_bytes: int
@@ -17,10 +32,22 @@ class FileInfo:
     tokens: int
     side_bytes: int
     stream_bytes: int
+    header_size: int = 0  # magic, version, header and its check
+    tail_size: int = 0  # the end: block index and footer (version 3) or trailer
+    block_list: tuple[BlockInfo, ...] = ()
+
+    @property
+    def version(self) -> int:
+        return self.header.version
 
     @property
     def dtype(self) -> str:
         return self.header.dtype
+
+    @property
+    def overhead_bytes(self) -> int:
+        """Everything but coded streams and side channels: header, block framing, index or trailer."""
+        return self.compressed_bytes - self.stream_bytes - self.side_bytes
 
     @property
     def bits_per_byte(self) -> float:
@@ -36,18 +63,22 @@ def decode_settings(header: Header) -> tuple[str, str]:
 
 
 def inspect(source: bytes | BinaryIO) -> FileInfo:
-    """Parse and validate a whole container's structure (not its coded contents)."""
+    """Parse and validate a whole container's structure (not its coded contents), front to back:
+    every block's sequence number, and the block index against the blocks."""
     stream = io.BytesIO(source) if isinstance(source, (bytes, bytearray, memoryview)) else source
     reader = StreamReader(stream)
-    header, size = reader.read_header()
-    blocks = tokens = side = coded = 0
+    header, header_size = reader.read_header()
+    size = header_size
+    blocks = []
     for block, block_size in reader.blocks(header):
-        blocks += 1
-        tokens += block.n_tokens
-        side += len(block.side)
-        coded += sum(len(s) for s in block.streams)
+        side = block.stored_side_len(header.version)
+        coded = sum(len(s) for s in block.streams)
+        blocks.append(BlockInfo(size, block_size, block.raw_start, block.raw_len, block.raw_crc, block.n_tokens,
+                                len(block.streams), side, coded))
         size += block_size
-    trailer = reader.trailer
-    assert trailer is not None
-    size += len(trailer.to_bytes())
-    return FileInfo(header, trailer.total_len, size, blocks, tokens, side, coded)
+    assert reader.total_len is not None
+    size += reader.tail_size
+    original = reader.trailer.total_len if reader.trailer is not None else reader.total_len
+    return FileInfo(header, original, size, len(blocks), sum(b.tokens for b in blocks),
+                    sum(b.side_bytes for b in blocks), sum(b.stream_bytes for b in blocks), header_size,
+                    reader.tail_size, tuple(blocks))

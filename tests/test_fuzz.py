@@ -37,8 +37,8 @@ from hypothesis import strategies as st
 import llmzip
 from llmzip import Codec, FormatError, LLMZipError, inspect
 from llmzip.codec import MAX_BATCH
-from llmzip.container import (MAGIC, Block, Reader, StreamReader, Trailer, crc32, write_block, write_header,
-                              write_trailer, write_varint)
+from llmzip.container import (MAGIC, Block, ContainerWriter, Header, Reader, StreamReader, crc16, crc32,
+                              write_varint)
 from llmzip.tokenization import Layout, pack_side
 
 # Fast LZMA settings for making test files; the decoder's dictionary is larger, so it reads them.
@@ -188,10 +188,10 @@ def test_valid_header_then_arbitrary_bytes(codec, sample, tail):
 def test_valid_header_then_arbitrary_block(codec, sample, block, framed):
     """Random block bodies with correct framing reach Block.from_bytes and the side channel."""
     _, blob, header_size, _ = sample
-    body = bytearray([1])
+    body = bytearray()
     write_varint(body, len(block))
     body += block
-    tail = bytes(body) + (Trailer(0, 0).to_bytes() if framed else b"")
+    tail = bytes(body) + (b"\x00\x01\x01" if framed else b"")  # end tag, an index of one block, its length
     check_arbitrary(codec, blob[:header_size] + tail)
 
 
@@ -229,7 +229,8 @@ def test_bit_flips_in_blocks_and_trailer(codec, sample):
 
 
 def _length_fields(blob: bytes) -> list[tuple[str, int, int, int, int]]:
-    """(name, start, end, value, limit) of every varint outside the CRC-protected header."""
+    """(name, start, end, value, limit) of every varint outside the CRC-protected header, in the
+    version 3 layout (the footer, a backward varint, is left to the bit flips)."""
     r = Reader(blob, "test file")
     fields = []
 
@@ -239,20 +240,26 @@ def _length_fields(blob: bytes) -> list[tuple[str, int, int, int, int]]:
         fields.append((name, start, r.pos, value, limit))
         return value
 
-    r.take(len(MAGIC) + 1)
-    r.take(varint("header length", 1 << 16))
-    r.take(4)
-    while r.u8():
-        varint("block length", 1 << 28)
+    r.take(len(MAGIC))
+    assert r.u8() == 3
+    header = Header.from_bytes(r.take(varint("header length", 1 << 16)))
+    r.take(2)
+    while block_len := varint("block length", 1 << 28):
+        end = r.pos + block_len
+        varint("block position", 1 << 62)
         raw_len = varint("block size", 1 << 26)
         r.take(4)
-        varint("token count", raw_len)
+        n_tokens = varint("token count", raw_len)
         r.take(varint("side length", 1 << 28))
-        lengths = [varint("stream length", 1 << 28) for _ in range(varint("stream count", 1 << 28))]
-        r.take(sum(lengths))
-    varint("total length", 1 << 62)
-    r.take(4)
-    r.expect_end()
+        for _ in range(header.streams_in(n_tokens) - 1):
+            varint("stream length", 1 << 28)
+        r.take(end - r.pos)
+    index_start = r.pos
+    count = varint("block count", 1 << 62)
+    for _ in range(count - 1):
+        varint("index size", 1 << 28)
+        varint("index length", 1 << 26)
+    assert r.remaining == 1 and blob[-1] == r.pos - index_start  # the footer
     return fields
 
 
@@ -277,7 +284,8 @@ def _replacements(value: int, limit: int) -> list[bytes]:
 def test_inflated_and_reencoded_length_fields(codec, sample):
     data, blob, _, pieces = sample
     fields = _length_fields(blob)
-    assert {name for name, *_ in fields} >= {"block size", "token count", "side length", "stream length"}
+    assert {name for name, *_ in fields} >= {"block position", "block size", "token count", "side length",
+                                              "block count", "index size", "index length"}
     for name, start, end, value, limit in fields:
         for replacement in _replacements(value, limit):
             mutant = blob[:start] + replacement + blob[end:]
@@ -330,19 +338,22 @@ def test_random_edits_of_a_valid_file(codec, sample, data):
 
 
 def _stream_spans(blob: bytes) -> list[tuple[int, int]]:
-    """(start, end) of every range-coder stream in a valid file."""
+    """(start, end) of every range-coder stream in a valid version 3 file."""
     r = Reader(blob, "test file")
     r.take(len(MAGIC) + 1)
-    r.take(r.varint())
-    r.take(4)
+    header = Header.from_bytes(r.take(r.varint()))
+    r.take(2)
     spans = []
-    while r.u8():
+    while block_len := r.varint():
+        end = r.pos + block_len
         r.varint()
         r.varint()
         r.take(4)
-        r.varint()
+        n_streams = header.streams_in(r.varint())
         r.take(r.varint())
-        for n in [r.varint() for _ in range(r.varint())]:
+        lengths = [r.varint() for _ in range(n_streams - 1)]
+        lengths.append(end - r.pos - sum(lengths))
+        for n in lengths:
             spans.append((r.pos, r.pos + n))
             r.take(n)
     return spans
@@ -379,12 +390,12 @@ def test_other_tools_output_and_splices(codec, sample):
 # Hostile files, made by hand: sizes that would cost memory or model time before failing
 
 
-def _file(codec: Codec, blocks: list[Block], header=None, total=None) -> bytes:
+def _file(codec: Codec, blocks: list[Block], header=None) -> bytes:
     out = io.BytesIO()
-    write_header(out, header or codec._header())
+    writer = ContainerWriter(out, header or codec._header())
     for block in blocks:
-        write_block(out, block)
-    write_trailer(out, Trailer(sum(b.raw_len for b in blocks) if total is None else total, 0))
+        writer.add(block)
+    writer.close()
     return out.getvalue()
 
 
@@ -501,8 +512,16 @@ def test_header_sizes_are_checked_before_the_model_runs(no_model, changes, messa
         no_model.decompress(_file(no_model, [block], header=header))
 
 
+def _v3_file(body: bytes) -> bytes:
+    """A header body behind a valid version 3 frame and check, then an empty file's end."""
+    framed = bytearray([3])
+    write_varint(framed, len(body))
+    framed += body
+    return MAGIC + bytes(framed) + crc16(framed).to_bytes(2, "little") + b"\x00\x00\x01"
+
+
 def test_header_fields_that_are_not_text_or_too_long(codec):
-    good = codec._header().to_bytes()
+    good = codec._header(version=2).to_bytes()
     name_len = good[0]
     cases = {
         "not UTF-8": bytes([name_len]) + b"\xff" * name_len + good[1 + name_len :],
@@ -512,21 +531,38 @@ def test_header_fields_that_are_not_text_or_too_long(codec):
         "extra bytes": good + b"\x00",
         "cut short": good[:-3],
     }
+    blobs = []
     for name, body in cases.items():
-        blob = bytearray(MAGIC + b"\x01")
+        blob = bytearray(MAGIC + b"\x02")
         write_varint(blob, len(body))
-        blob += body + crc32(body).to_bytes(4, "little") + Trailer(0, 0).to_bytes()
+        blob += body + crc32(body).to_bytes(4, "little") + b"\x00\x00" + bytes(4)
+        blobs.append(bytes(blob))
+    # Version 3: the float engine's header has its device class and software as strings.
+    v3 = codec._header().to_bytes()
+    device = codec.model.device_class.encode()
+    at = v3.index(bytes([len(device)]) + device)
+    blobs += [_v3_file(body) for body in (
+        v3[:at + 1] + b"\xff" * len(device) + v3[at + 1 + len(device):],  # not UTF-8
+        v3[:at] + _encode_varint(5000) + v3[at + 1:],  # longer than the limit
+        v3[:at] + _encode_varint(1000) + v3[at + 1:],  # longer than the header
+        v3[:4] + b"\xff" * 11 + v3[5:],  # overlong flags
+        v3 + b"\x00",
+        v3[:-3],
+        v3[:4] + _encode_varint(1 << 20) + v3[5:],  # flags of fields this version does not have
+    )]
+    assert codec.decompress(_v3_file(v3)) == b""
+    for blob in blobs:
         with pytest.raises(FormatError):
-            codec.decompress(bytes(blob))
+            codec.decompress(blob)
         with pytest.raises(FormatError):
-            inspect(bytes(blob))
+            inspect(blob)
 
 
 def test_declared_lengths_beyond_the_file_allocate_nothing(codec):
     """A block length of 200 MiB in a 300-byte file fails by reading, not by allocating 200 MiB."""
     header = io.BytesIO()
-    write_header(header, codec._header())
-    frame = bytearray([1])
+    ContainerWriter(header, codec._header())
+    frame = bytearray()
     write_varint(frame, 200 << 20)
     reads = []
 

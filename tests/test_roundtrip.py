@@ -56,7 +56,7 @@ def test_both_architectures_and_several_blocks(llama, gpt2, alice):
 def test_text_is_coded_by_the_model_and_binary_goes_to_the_side(llama, alice):
     codec = Codec(llama, context=64, batch=2)
     _, text_stats = codec.compress_with_stats(alice[:1000])
-    assert text_stats.text_bytes == 1000 and text_stats.side_bytes == 1
+    assert text_stats.text_bytes == 1000 and text_stats.side_bytes == 0  # all text: nothing stored
     noise = bytes((i * 37 + 11) % 256 for i in range(300)) + b"\xff" * 10
     _, mixed = codec.compress_with_stats(alice[:1000] + noise)
     assert mixed.text_bytes >= 1000
@@ -107,20 +107,16 @@ def test_thread_count_is_recorded_and_reproduced(gpt2, alice):
 
 def test_version_1_files_still_decode(llama, alice):
     """A file as version 1 wrote it (16-byte fingerprints, no engine or stream_windows fields, one
-    stream per batch) decodes with this version."""
+    stream per batch, blocks without sequence numbers, a trailer with the total CRC-32) decodes
+    with this version."""
     import io
-    from dataclasses import replace
-
-    from llmzip.container import MAGIC, StreamReader, crc32, write_varint
 
     data = alice[:400]
     # 3 windows per batch: one stream each, as in v1 (whose only engine was transformers)
-    blob = Codec(llama, context=32, batch=3, engine="transformers").compress(data)
-    header, size = StreamReader(io.BytesIO(blob)).read_header()
-    v1 = replace(header, model_fingerprint=llama.fingerprint, tokenizer_fingerprint=llama.table.fingerprint,
-                 engine="transformers", stream_windows=0)
-    body = v1.to_bytes(version=1)
-    prefix = bytearray(MAGIC) + bytes([1])
-    write_varint(prefix, len(body))
-    old_file = bytes(prefix) + body + crc32(body).to_bytes(4, "little") + blob[size:]
+    codec = Codec(llama, context=32, batch=3, engine="transformers")
+    out = io.BytesIO()
+    codec.compress_stream(io.BytesIO(data), out, version=1)
+    old_file = out.getvalue()
+    header = inspect(old_file).header
+    assert old_file[4] == 1 and len(header.model_fingerprint) == 16 and header.stream_windows == 0
     assert Codec(llama).decompress(old_file) == data
