@@ -206,6 +206,10 @@ def main(argv: list[str] | None = None) -> dict:
     others = (None if busy_before is None or busy_after is None else
               max(0.0, (busy_after - busy_before) - (ours_after - ours_before)))
     threads = re.search(rb"threads (\d+)", info.stdout)
+    # The file records threads only where they change its numbers (0 for the portable engine):
+    # how many the runs actually used is torch's count in a process started like theirs.
+    torch_threads = subprocess.run([sys.executable, "-c", "import llmzip, torch; print(torch.get_num_threads())"],
+                                   capture_output=True, env=env, cwd=ROOT, text=True).stdout.strip()
     engine = re.search(rb"engine ([^,\s]+)", info.stdout)
     outputs = {r["output"] for arm in runs.values() for rs in arm.values() for r in rs} | {warm["output"]}
     arms = {}
@@ -234,6 +238,7 @@ def main(argv: list[str] | None = None) -> dict:
             else str(args.file),
             "input_bytes": len(data), "model": args.model or "default (SmolLM2-135M)",
             "threads": int(threads.group(1)) if threads else None,
+            "torch_threads": int(torch_threads) if torch_threads.isdigit() else None,
             "engine": engine.group(1).decode() if engine else None, "repeats": args.repeats,
             "compressed_bytes": len(warm["output"]),
         },
@@ -256,7 +261,7 @@ def report(result: dict) -> None:
     print(f"machine: {env['cpu']}, {env['cpu_usable']} usable cores; torch {env['torch']}, "
           f"transformers {env['transformers']}; load average before {env['load_average_before']}")
     print(f"input: {settings['input_bytes']} bytes of {settings['input']}; model {settings['model']}, "
-          f"engine {settings['engine']}, {settings['threads']} threads; {settings['repeats']} repeat(s)")
+          f"engine {settings['engine']}, {settings['torch_threads']} torch threads; {settings['repeats']} repeat(s)")
     print(f"{'arm':<10} {'spin count':>12} {'alone s':>9} {'2 side by side s':>17} {'ratio':>6}")
     for arm, r in result["arms"].items():
         print(f"{arm:<10} {str(r['openmp_spin_count']):>12} {r['alone']['median_wall_seconds']:>9.1f} "

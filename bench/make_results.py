@@ -405,7 +405,8 @@ def concurrency_section(path: Path) -> str:
         f"- software: llmzip {env['llmzip']}" + (f" (git {env['llmzip_git']})" if env.get("llmzip_git") else "")
         + f", torch {env['torch']}, transformers {env['transformers']}, Python {env['python']}",
         f"- input: first {settings['input_bytes']:,} bytes of `{settings['input']}`; model {settings['model']}, "
-        f"engine {settings['engine']}, {settings['threads']} threads (torch's default: one per core); "
+        f"engine {settings['engine']}, {settings.get('torch_threads', settings['threads'])} torch threads "
+        "(its default: one per core); "
         f"{settings['repeats']} repeat(s), medians",
         f"- command: `{r['command']}` ({r['seconds'] / 60:.1f} min); other processes used "
         + ("an unknown amount of" if env.get("other_processes_cpu_seconds") is None else

@@ -22,7 +22,7 @@ def test_concurrency_script_times_both_arms(gpt2_dir, tmp_path, capsys):
                                           "--out", str(out)])
     saved = json.loads(out.read_text())
     assert saved["outputs_identical"] and saved["settings"]["input_bytes"] == 150
-    assert saved["settings"]["engine"] == "transformers" and saved["settings"]["threads"] >= 1
+    assert saved["settings"]["engine"] == "transformers" and saved["settings"]["torch_threads"] >= 1
     others = saved["environment"]["other_processes_cpu_seconds"]
     assert others is None or others >= 0
     for arm in ("llmzip", "spinning"):
