@@ -2,9 +2,11 @@
 
 torch's CPU threads are OpenMP threads, and OpenMP (libgomp in torch's Linux wheels) lets a thread
 that has finished its share of a parallel region spin for a few milliseconds before it sleeps. One
-process alone gains a little from that; two llmzip processes side by side burn the cores each other
-needs: on a 2-core machine each of two concurrent runs took 8 times as long as one run alone,
-instead of about twice (bench/concurrency.py measures it; bench/RESULTS.md has the numbers).
+process alone gains a little from that (up to about a tenth of its time); two llmzip processes side
+by side burn the cores each other needs. On a 2-core machine each of two concurrent runs of the
+default model took 3.5 times as long as one run alone (2.2 times with the transformers engine; 8
+times in the first report, on 1 KiB), and 1.3 times with waiting threads asleep: bench/concurrency.py
+measures it, bench/RESULTS.md has the numbers.
 
 OpenMP reads OMP_WAIT_POLICY once, when torch loads it, so this must run before the first
 `import torch`: `llmzip/__init__.py` imports it first. A program that imported torch before llmzip
