@@ -1,15 +1,17 @@
-"""The codec loop: blocks of input, windows of tokens, batches of windows stepped in lockstep.
+"""The codec: blocks of input, their headers and framing, and the loop of each engine.
 
-Encoder and decoder run one and the same function, `_code_batch`, over the same windows with the
-same batch shapes: only where each step's tokens come from differs (the input when encoding, the
-range decoder when decoding). That is what makes the decoder's frequencies equal the encoder's
-bit for bit: full-sequence and step-by-step logits differ in their last bits, so encoding never
-takes the full-sequence shortcut.
-
-On a GPU nothing in a batch waits for the host: the engine's step (a CUDA-graph replay), the fused
-quantizer and the range decoder (`llmzip.kernels.range_decode`) all run on the device, the decoded
-tokens feed the next step there, and the host collects tokens (decoding) or intervals (encoding,
-then coded by constriction in one call per stream) once per batch.
+Two engines code a block's windows, and the file header says which:
+- the portable engine (`llmzip.portable.coding`, the default for Llama-type models) computes exact
+  integers, so compression evaluates each window in one full-sequence forward and decompression
+  steps the windows of whole streams at a batch of its own choosing;
+- the float engines run one and the same function, `_code_batch`, in both directions, over the
+  same windows with the same batch shapes: only where each step's tokens come from differs (the
+  input when encoding, the range decoder when decoding). That is what makes the decoder's
+  frequencies equal the encoder's bit for bit: full-sequence and step-by-step float logits differ
+  in their last bits, so their encoder never takes the full-sequence shortcut. On a GPU nothing in
+  a batch waits for the host: the step (a CUDA-graph replay), the fused quantizer and the range
+  decoder (`llmzip.kernels.range_decode`) all run on the device.
+The layout of windows and streams both share is `llmzip.schedule`.
 """
 from __future__ import annotations
 
