@@ -76,6 +76,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def cpu_model() -> str:
+    # Not llmzip.measure.bench.cpu_model: importing llmzip here would set OMP_WAIT_POLICY for the
+    # child processes this script times, including the arm that must spin.
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("model name"):

@@ -22,18 +22,9 @@ from pathlib import Path
 
 import llmzip  # noqa: I001  (sets the thread wait policy before torch loads)
 import torch
+from llmzip.measure.bench import cpu_model
 
 ENGINES = ("transformers", "portable")
-
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def measure(codec: llmzip.Codec, data: bytes, repeats: int) -> dict:
@@ -100,7 +91,7 @@ def main(argv: list[str] | None = None) -> int:
     payload = {
         "command": " ".join([Path(sys.argv[0]).as_posix(), *(argv if argv is not None else sys.argv[1:])]),
         "date": time.strftime("%Y-%m-%d"),
-        "environment": {"cpu": cpu_name(), "cores": torch.get_num_threads(), "threads": args.threads,
+        "environment": {"cpu": cpu_model(), "cores": torch.get_num_threads(), "threads": args.threads,
                         "torch": torch.__version__, "llmzip": llmzip.__version__, "python": platform.python_version(),
                         "cpu_capability": torch.backends.cpu.get_cpu_capability()},
         "settings": {"bytes": args.bytes, "context": args.context, "repeats": args.repeats,

@@ -190,7 +190,8 @@ def _version(package: str) -> str | None:
         return None
 
 
-def _cpu_model() -> str:
+def cpu_model() -> str:
+    """The processor's name as /proc/cpuinfo gives it (the platform's word elsewhere), for reports."""
     with contextlib.suppress(OSError):
         with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
             for line in f:
@@ -238,7 +239,7 @@ def environment(device: str | None = None, dtype: str | None = None) -> dict[str
         "triton": _version("triton"),
         "python": platform.python_version(),
         "platform": platform.platform(),
-        "cpu": _cpu_model(),
+        "cpu": cpu_model(),
         "cpu_count": os.cpu_count(),
         "cpu_usable": usable,
         "torch_threads": torch.get_num_threads(),
