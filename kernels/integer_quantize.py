@@ -27,10 +27,13 @@ BLOCK = 1024
 
 
 @triton.jit
-def _weights(x, top):
-    """Table index of 2^-(top - x): the gap rounded to 2^-10 bits, clamped to the table."""
-    gap = (top - x + _GAP_HALF) >> _GAP_SHIFT
-    return tl.minimum(gap, _TABLE_LAST)
+def _weights(logits_row, table_ptr, offsets, vocab, top):
+    """2^30 * 2^-(top - x) of a block of the row from the table (the gap rounded to 2^-10 bits,
+    clamped to the table), 0 past the row's end."""
+    inside = offsets < vocab
+    x = tl.load(logits_row + offsets, mask=inside, other=0)
+    gap = tl.minimum((top - x + _GAP_HALF) >> _GAP_SHIFT, _TABLE_LAST)
+    return tl.load(table_ptr + gap, mask=inside, other=0), inside
 
 
 @triton.jit
@@ -54,21 +57,16 @@ def _int_quantize_kernel(logits_ptr, logits_stride, table_ptr, freqs_ptr, freqs_
     # Pass 2: the sum of the weights 2^30 * 2^-(top - x).
     total = tl.full((), 0, tl.int64)
     for start in range(0, vocab, BLOCK):
-        offsets = start + lanes
-        inside = offsets < vocab
-        x = tl.load(logits_row + offsets, mask=inside, other=0)
-        w = tl.load(table_ptr + _weights(x, top), mask=inside, other=0)
+        w, _ = _weights(logits_row, table_ptr, start + lanes, vocab, top)
         total += tl.sum(w, axis=0)
     scale = ((tl.full((), _TOTAL, tl.int64) - vocab) << _RECIPROCAL) // total
     # Pass 3: shares floor(w * scale / 2^38); frequencies are shares + 1.
     shares_total = tl.full((), 0, tl.int64)
     for start in range(0, vocab, BLOCK):
         offsets = start + lanes
-        inside = offsets < vocab
-        x = tl.load(logits_row + offsets, mask=inside, other=0)
-        w = tl.load(table_ptr + _weights(x, top), mask=inside, other=0)
+        w, inside = _weights(logits_row, table_ptr, offsets, vocab, top)
         shares = (w * scale) >> _RECIPROCAL
-        shares_total += tl.sum(tl.where(inside, shares, 0), axis=0)
+        shares_total += tl.sum(shares, axis=0)  # 0 past the row's end, where w is 0
         tl.store(freqs_row + offsets, shares + 1, mask=inside)
     # Pass 4: the remainder goes to the first maximal logit.
     remainder = _TOTAL - vocab - shares_total

@@ -48,13 +48,19 @@ def sanitize_logits(logits: torch.Tensor) -> torch.Tensor:
     return x.clamp_(-LOGIT_LIMIT, LOGIT_LIMIT)
 
 
-def frequencies_torch(logits: torch.Tensor) -> torch.Tensor:
-    """Reference quantizer: int32 frequencies of shape (rows, V), each row summing to TOTAL."""
+def _checked_vocab(logits: torch.Tensor) -> int:
+    """V of logits shaped (rows, V), refusing a vocabulary the 2^24 total cannot give every token."""
     if logits.dim() != 2:
         raise ValueError(f"expected logits of shape (rows, vocab), got {tuple(logits.shape)}")
     vocab = logits.shape[-1]
     if not 3 <= vocab < TOTAL // 2:
         raise UnsupportedParameterError(f"vocabulary size {vocab} is outside what the coder supports")
+    return vocab
+
+
+def frequencies_torch(logits: torch.Tensor) -> torch.Tensor:
+    """Reference quantizer: int32 frequencies of shape (rows, V), each row summing to TOTAL."""
+    vocab = _checked_vocab(logits)
     x = sanitize_logits(logits)
     probs = torch.softmax(x, dim=-1)
     freqs = torch.floor(probs * float(TOTAL - vocab)).to(torch.int32) + 1
@@ -72,11 +78,7 @@ def _integer_shares(logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, t
     from .portable import arith
     from .portable.llama import FRACTION
 
-    if logits.dim() != 2:
-        raise ValueError(f"expected logits of shape (rows, vocab), got {tuple(logits.shape)}")
-    vocab = logits.shape[-1]
-    if not 3 <= vocab < TOTAL // 2:
-        raise UnsupportedParameterError(f"vocabulary size {vocab} is outside what the coder supports")
+    vocab = _checked_vocab(logits)
     top = logits.amax(dim=-1, keepdim=True)
     weights = arith.pow2_neg(arith.shift_round_(top - logits, torch.tensor(FRACTION - arith.EXP_FRACTION_BITS)))
     total = weights.sum(dim=-1, keepdim=True)
@@ -89,8 +91,10 @@ def _integer_shares(logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, t
 def frequencies_integer(logits: torch.Tensor) -> torch.Tensor:
     """The portable quantizer: int64 frequencies (rows, V) from int64 logits in bits, fixed point 16.
     On a GPU one Triton kernel computes the same integers (`llmzip.kernels.integer_quantize`)."""
-    if logits.is_cuda and logits.dim() == 2 and 3 <= logits.shape[-1] < TOTAL // 2:
+    if logits.is_cuda:
         from .kernels import integer_quantize
+
+        _checked_vocab(logits)
 
         return integer_quantize.frequencies(logits)
     shares, remainder, top, _ = _integer_shares(logits)

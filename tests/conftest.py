@@ -75,6 +75,22 @@ def pytest_configure(config):
     torch.set_num_threads(1)
 
 
+def container_frames(blob: bytes) -> tuple[bytes, list[bytes], bytes]:
+    """(header section, each framed block, the end) of a version 3 container, for tests that cut,
+    repeat or reorder blocks."""
+    import io
+
+    from llmzip.container import StreamReader
+
+    reader = StreamReader(io.BytesIO(blob))
+    header, size = reader.read_header()
+    frames, pos = [], size
+    for _, framed in reader.blocks(header):
+        frames.append(blob[pos : pos + framed])
+        pos += framed
+    return blob[:size], frames, blob[pos:]
+
+
 def _train_tokenizer(vocab_size: int = 400):
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast

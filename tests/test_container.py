@@ -7,6 +7,7 @@ import io
 
 import pytest
 
+from conftest import container_frames
 from llmzip import FormatError
 from llmzip.container import (ALL_TEXT_SIDE, MAGIC, V3_FIELDS, Block, ContainerWriter, Header, Reader, StreamReader,
                               Trailer, crc16, header_bytes, read_index, write_varint)
@@ -210,17 +211,6 @@ def _blocks(n: int) -> list[Block]:
     return [Block(10 + k, k, 9, b"\x02", [bytes([k]) * 4, b"efgh"]) for k in range(n)]
 
 
-def _frames(blob: bytes) -> tuple[bytes, list[bytes], bytes]:
-    """(header section, each framed block, the end) of a version 3 container."""
-    r = StreamReader(io.BytesIO(blob))
-    header, size = r.read_header()
-    frames, pos = [], size
-    for _, framed in r.blocks(header):
-        frames.append(blob[pos : pos + framed])
-        pos += framed
-    return blob[:size], frames, blob[pos:]
-
-
 @pytest.mark.parametrize("order,good", [
     ((0, 2, 3), 1),  # block 1 removed: block 0 passes, block 2 is refused before it is read on
     ((0, 1, 1, 2, 3), 2),  # block 1 repeated
@@ -228,7 +218,7 @@ def _frames(blob: bytes) -> tuple[bytes, list[bytes], bytes]:
     ((1, 2, 3), 0),  # the first block removed
 ])
 def test_removed_repeated_or_reordered_blocks_are_refused_in_order(order, good):
-    head, frames, end = _frames(_container(_blocks(4)))
+    head, frames, end = container_frames(_container(_blocks(4)))
     r = StreamReader(io.BytesIO(head + b"".join(frames[k] for k in order) + end))
     header, _ = r.read_header()
     seen = []
@@ -240,7 +230,7 @@ def test_removed_repeated_or_reordered_blocks_are_refused_in_order(order, good):
 
 
 def test_removed_last_block_is_caught_by_the_index():
-    head, frames, end = _frames(_container(_blocks(3)))
+    head, frames, end = container_frames(_container(_blocks(3)))
     with pytest.raises(FormatError, match="index lists 3 blocks"):
         _read(head + b"".join(frames[:2]) + end)
 
@@ -249,7 +239,7 @@ def test_index_from_the_end():
     blocks = _blocks(3)
     blob = _container(blocks)
     index = read_index(io.BytesIO(blob))
-    head, frames, _ = _frames(blob)
+    head, frames, _ = container_frames(blob)
     assert len(index) == 3 and index.total_len == 33
     assert list(index.offsets) == [len(head), len(head) + len(frames[0]), len(head) + len(frames[0]) + len(frames[1])]
     assert list(index.raw_starts) == [0, 10, 21] and list(index.sizes) == [len(f) for f in frames]
@@ -275,7 +265,7 @@ def test_damaged_index_is_refused_or_caught_when_used():
     with pytest.raises(FormatError):
         read_index(io.BytesIO(blob + b"\x00"))
     # Entries that still add up but point into the wrong places: found out when the block is read.
-    head, frames, end = _frames(blob)
+    head, frames, end = container_frames(blob)
     assert end[:2] == b"\x00\x03"
     entries = end[2:-1]
     swapped = bytes([entries[2], entries[3], entries[0], entries[1]])  # blocks 0 and 1 swap entries

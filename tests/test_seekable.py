@@ -9,10 +9,11 @@ import sys
 
 import pytest
 
+from conftest import container_frames
 import llmzip
 from llmzip import Codec, FormatError, inspect
 from llmzip.cli import main
-from llmzip.container import StreamReader, header_bytes, read_index
+from llmzip.container import header_bytes, read_index
 
 BLOCK = 400
 
@@ -44,16 +45,6 @@ class _Counting:
             return decode(*args, **kwargs)
 
         monkeypatch.setattr(codec, "_decode_block", counted)
-
-
-def _frames(blob: bytes) -> tuple[bytes, list[bytes], bytes]:
-    r = StreamReader(io.BytesIO(blob))
-    header, size = r.read_header()
-    frames, pos = [], size
-    for _, framed in r.blocks(header):
-        frames.append(blob[pos : pos + framed])
-        pos += framed
-    return blob[:size], frames, blob[pos:]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -97,7 +88,7 @@ def _decode_recording(codec, blob: bytes) -> tuple[list[bytes], Exception | None
 def test_removed_repeated_or_reordered_blocks_are_refused_before_output(codec, packed, monkeypatch, order, good):
     """Only the blocks before the fault come out, and the misplaced block is never decoded."""
     data, blob = packed
-    head, frames, end = _frames(blob)
+    head, frames, end = container_frames(blob)
     pieces = list(codec.iter_decompress(io.BytesIO(blob)))
     counter = _Counting(codec, monkeypatch)
     written, error = _decode_recording(codec, head + b"".join(frames[k] for k in order) + end)
@@ -124,7 +115,7 @@ def test_ranges_decode_only_their_blocks(codec, packed, monkeypatch, start, end)
 def test_a_range_never_reads_blocks_it_does_not_need(codec, packed):
     """Damage every stream of the first block: the whole file fails, a later range still decodes."""
     data, blob = packed
-    head, frames, end = _frames(blob)
+    head, frames, end = container_frames(blob)
     damaged_first = frames[0][:-8] + bytes(b ^ 0x5A for b in frames[0][-8:])
     damaged = head + damaged_first + b"".join(frames[1:]) + end
     with pytest.raises(FormatError):
