@@ -17,7 +17,7 @@ import threading
 from typing import Any
 
 from . import _openmp  # noqa: F401  (first of llmzip's modules: it must run before torch loads)
-from .codec import BLOCK_BYTES, DEFAULT_CONTEXT, Codec, Progress, Stats, StreamCompressor
+from .codec import BLOCK_BYTES, Codec, Progress, Stats, StreamCompressor
 from .container import FORMAT_VERSION
 from .errors import (
     ChecksumError,
@@ -48,13 +48,18 @@ def _shared_codec(model: Any, device: Any, dtype: Any) -> Codec:
         return _codecs[key]
 
 
-def compress(data: bytes, model: Any = None, *, context: int = DEFAULT_CONTEXT, batch: int | None = None,
-             device: Any = None, dtype: Any = None, block_bytes: int = BLOCK_BYTES) -> bytes:
-    """Compress `data` with `model` (None: the embedded default) and return the .llmz bytes;
-    `block_bytes` is the input per block, the unit of random access (`Codec.decompress_range`)."""
+def compress(data: bytes, model: Any = None, *, preset: int | None = None, context: int | None = None,
+             batch: int | None = None, device: Any = None, dtype: Any = None, block_bytes: int = BLOCK_BYTES) -> bytes:
+    """Compress `data` with `model` (None: the embedded default) and return the .llmz bytes.
+
+    `preset` is the compression level, 1 (fastest) to 9 (best), as in `lzma.compress`; `block_bytes`
+    is the input per block, the unit of random access (`Codec.decompress_range`).
+    """
     base = _shared_codec(model, device, dtype)
-    codec = base if (context, batch or base.batch) == (base.context, base.batch) else Codec(
-        base.model, context=context, batch=batch, quantizer=base.quantizer, engine=base.engine)
+    codec = base
+    if (preset, context, batch) != (None, None, None):
+        codec = Codec(base.model, preset=preset, context=context, batch=batch, quantizer=base.quantizer,
+                      engine=base.engine)
     return codec.compress(bytes(data), block_bytes=block_bytes)
 
 

@@ -101,7 +101,23 @@ def _add_model_options(p: argparse.ArgumentParser, coding: bool) -> None:
     p.add_argument("--dtype", default=None, choices=["float32", "bfloat16", "float16"],
                    help="model dtype (default: float32 on CPU, bfloat16 on GPU; a file's own when decompressing)")
     if coding:
-        p.add_argument("--context", type=int, default=512, help="tokens per window (default 512)")
+        from .levels import BEST, DEFAULT_LEVEL, FASTEST, LEVELS
+
+        levels = p.add_mutually_exclusive_group()
+        for level, layout in LEVELS.items():
+            levels.add_argument(f"-{level}", dest="level", action="store_const", const=level,
+                                help=argparse.SUPPRESS if FASTEST < level < BEST else None)
+        levels.add_argument("--fast", dest="level", action="store_const", const=FASTEST,
+                            help=f"fastest compression and decompression (-{FASTEST}); -{FASTEST} ... -{BEST} choose "
+                                 f"a level, default -{DEFAULT_LEVEL}; decompression reads it from the file")
+        levels.add_argument("--best", dest="level", action="store_const", const=BEST,
+                            help=f"best compression (-{BEST}), slowest to decompress")
+        p.add_argument("--context", type=int, default=None,
+                       help="tokens each model call sees per window, carried context included (default: the level's)")
+        p.add_argument("--carry", type=int, default=None,
+                       help="tokens of context carried into each window after a lane's first (default: the level's)")
+        p.add_argument("--lane-tokens", type=int, default=None,
+                       help="tokens per lane, the unit a decoder goes through window after window (default: the level's)")
         p.add_argument("--batch", type=int, default=None,
                        help="windows per model call (portable engine: 1 on CPU, on GPU from free memory, not "
                             "recorded; float engines: 16 on CPU, on GPU from free memory up to 512, recorded)")
@@ -281,8 +297,8 @@ class _Codecs:
             a = self.args
             kwargs = dict(device=device, dtype=dtype)
             if a.command in ("compress", "c"):
-                kwargs.update(context=a.context, batch=a.batch, quantizer=a.quantizer, threads=a.threads,
-                              engine=a.engine)
+                kwargs.update(preset=a.level, context=a.context, carry=a.carry, lane_tokens=a.lane_tokens,
+                              batch=a.batch, quantizer=a.quantizer, threads=a.threads, engine=a.engine)
             self._cache[key] = Codec(a.model, **kwargs)
         return self._cache[key]
 
@@ -424,7 +440,10 @@ def _describe(name: str, info: FileInfo) -> str:
         ("parts", f"{info.stream_bytes} coded, {info.side_bytes} side, {info.overhead_bytes} header and framing "
                   f"(header {info.header_size}, end {info.tail_size})"),
         ("tokens", f"{info.tokens} in {info.blocks} block(s)"),
-        ("parameters", f"context {h.context}, batch {h.batch} ({h.windows_per_stream()} windows per stream), "
+        ("layout", f"windows of {h.context} tokens, {h.carry} of them carried context, lanes of {h.lane_size} "
+                   f"tokens, {h.windows_per_stream()} lanes per stream" if h.carry or h.lane_size != h.context
+         else f"windows of {h.context} tokens, each from BOS, {h.windows_per_stream()} per stream"),
+        ("parameters", f"batch {h.batch}, "
                        f"dtype {h.dtype}, device {h.device_class}, threads {h.threads}, engine {h.engine}, "
                        f"attention {h.attention}, quantizer {h.quantizer}, precision {h.precision} bits, "
                        f"BOS id {h.bos_id}"),

@@ -11,7 +11,8 @@ Two engines code a block's windows, and the file header says which:
   in their last bits, so their encoder never takes the full-sequence shortcut. On a GPU nothing in
   a batch waits for the host: the step (a CUDA-graph replay), the fused quantizer and the range
   decoder (`llmzip.kernels.range_decode`) all run on the device.
-The layout of windows and streams both share is `llmzip.schedule`.
+The layout both share (lanes, their windows and carried context, streams) is `llmzip.schedule`;
+the compression level (`llmzip.levels`) chooses it, and the header records it.
 """
 from __future__ import annotations
 
@@ -26,7 +27,7 @@ from typing import BinaryIO, Callable, Iterator
 import numpy as np
 import torch
 
-from . import container, schedule
+from . import container, levels, schedule
 from .coder import CODER_ID, StreamDecoder, StreamEncoder, device_decoders
 from .container import Block, BlockIndex, ContainerWriter, Header, StreamReader, crc32
 from .errors import ChecksumError, FormatError, ModelMismatchError, UnsupportedParameterError
@@ -39,7 +40,6 @@ from .quantize import (INTEGER_QUANTIZER, PRECISION, QUANTIZERS, TORCH_QUANTIZER
 
 log = logging.getLogger(__name__)
 
-DEFAULT_CONTEXT = 512
 BLOCK_BYTES = 1 << 20  # input bytes per block: bounds memory, costs one partial window per block
 # Windows stepped together: the decoder holds batch x vocabulary logits, so a file may not ask for
 # more (a 1 MiB block has only about 500 windows of 512 tokens anyway).
@@ -47,6 +47,9 @@ MAX_BATCH = 1 << 12
 # Windows per coded stream. Streams are independent, so the device decoder runs one per program;
 # each costs a few bytes of termination, about 0.1% of 16 windows of 512 tokens.
 STREAM_WINDOWS = 16
+# Memory the portable decoder's KV caches may take on the CPU: it picks fewer streams per call
+# beyond it (the file does not depend on it).
+CPU_DECODE_MEMORY = 4 << 30
 _LN2 = math.log(2.0)
 
 
@@ -157,23 +160,22 @@ class Codec:
     """A loaded model plus coding parameters, reusable for many compress and decompress calls.
 
     `model` is a LoadedModel, or a spec for `load_model`: None for the embedded default, a model
-    folder, a .gguf file or a hub id. Decompression takes context and batch from the file.
+    folder, a .gguf file or a hub id. `preset` is the compression level (`llmzip.levels`, 1 to 9);
+    `context`, `carry` and `lane_tokens` override its window layout (see `llmzip.schedule`).
+    Decompression takes the layout and batch from the file.
     """
 
-    def __init__(self, model: LoadedModel | str | None = None, *, context: int = DEFAULT_CONTEXT,
+    def __init__(self, model: LoadedModel | str | None = None, *, preset: int | None = None,
+                 context: int | None = None, carry: int | None = None, lane_tokens: int | None = None,
                  batch: int | None = None, device: str | torch.device | None = None,
                  dtype: str | torch.dtype | None = None, quantizer: str = "auto", threads: int | None = None,
                  engine: str = "auto", stream_windows: int = STREAM_WINDOWS):
         self.model = model if isinstance(model, LoadedModel) else load_model(model, device=device, dtype=dtype)
-        if not 1 <= context <= (1 << 20):
-            raise UnsupportedParameterError(f"context must be between 1 and {1 << 20} tokens, not {context}")
-        limit = getattr(self.model.config, "max_position_embeddings", None)
-        if limit and context > int(limit):
-            raise UnsupportedParameterError(f"context {context} exceeds this model's {limit} positions")
-        self.context = context
+        self.engine = _choose_engine(engine, quantizer, self.model)
+        self.layout = self._layout(preset, context, carry, lane_tokens)
+        self.context = self.layout.context
         if stream_windows < 1:
             raise UnsupportedParameterError(f"stream_windows must be positive, not {stream_windows}")
-        self.engine = _choose_engine(engine, quantizer, self.model)
         self._portable: PortableLlama | None = None
         if self.engine == PORTABLE_ENGINE:
             # Windows per forward when compressing. The file does not depend on it (the decoder
@@ -208,6 +210,34 @@ class Codec:
         if not 0 <= self.threads <= 4096:
             raise UnsupportedParameterError(f"threads must be between 1 and 4096, not {threads}")
 
+    def _layout(self, preset: int | None, context: int | None, carry: int | None,
+                lane_tokens: int | None) -> schedule.Layout:
+        """The level's layout with the overrides given. A context given alone, or cut to the model's
+        positions, keeps the level's proportions (carried context and lane length scale with it);
+        the float engines carry none."""
+        level = levels.layout_for(preset)
+        limit = getattr(self.model.config, "max_position_embeddings", None)
+        if context is None:  # a level asks for no more context than the model has positions
+            context = min(level.context, int(limit)) if limit else level.context
+        if not 1 <= context <= (1 << 20):
+            raise UnsupportedParameterError(f"context must be between 1 and {1 << 20} tokens, not {context}")
+        if limit and context > int(limit):
+            raise UnsupportedParameterError(f"context {context} exceeds this model's {limit} positions")
+        if self.engine != PORTABLE_ENGINE:
+            if carry:
+                raise UnsupportedParameterError(f"carried context needs the portable engine, not {self.engine}")
+            return schedule.Layout(context)
+        if carry is None:
+            carry = level.carry * context // level.context
+        if lane_tokens is None:
+            lane_tokens = max(context, level.lane_size * context // level.context)
+        if not 0 <= carry < context:
+            raise UnsupportedParameterError(f"carried context must be at least 0 and below the context {context}, "
+                                            f"not {carry}")
+        if lane_tokens < context:
+            raise UnsupportedParameterError(f"lanes must be at least the context ({context} tokens), not {lane_tokens}")
+        return schedule.Layout(context, carry, lane_tokens)
+
     # ------------------------------------------------------------------------------------------
     # Header
 
@@ -233,6 +263,9 @@ class Codec:
             software = "" if portable else software
         elif version == 1 and (self.engine != TRANSFORMERS_ENGINE or self.stream_windows != self.batch):
             raise UnsupportedParameterError("format version 1 knows only the transformers engine, one stream per batch")
+        if version < 4 and self.layout != schedule.Layout(self.context):
+            raise UnsupportedParameterError(f"format version {version} has no carried context: use level 1 or carry=0 "
+                                            "with lanes of one window")
         return Header(model_name=name, model_fingerprint=m.fingerprint[:container.FINGERPRINT_BYTES[version]],
                       tokenizer_fingerprint=m.table.fingerprint[:container.TOKENIZER_FINGERPRINT_BYTES[version]],
                       bos_id=m.bos_id, context=self.context, batch=self.stream_windows if portable else self.batch,
@@ -240,7 +273,8 @@ class Codec:
                       device_class=PORTABLE_DEVICE_CLASS if portable else m.device_class, threads=0 if portable else self.threads,
                       attention=PORTABLE_ATTENTION if portable else m.attention, quantizer=self.quantizer,
                       precision=PRECISION, coder=CODER_ID, software=software, engine=self.engine,
-                      stream_windows=0 if version == 1 else self.stream_windows, version=version)
+                      stream_windows=0 if version == 1 else self.stream_windows, version=version,
+                      carry=self.layout.carry, lane_tokens=self.layout.lane_size)
 
     def check_header(self, header: Header) -> None:
         """Refuse, with what to do, anything in the file this codec cannot reproduce."""
@@ -268,6 +302,8 @@ class Codec:
         if header.engine == PORTABLE_ENGINE:
             self._check_portable_header(header)
             return
+        if header.carry or header.lane_size != header.context:
+            raise FormatError(f"corrupted file: engine {header.engine!r} carries no context between windows")
         if header.dtype != m.dtype_name:
             raise UnsupportedParameterError(
                 f"this file was compressed in {header.dtype}; decompress with --dtype {header.dtype}")
@@ -402,7 +438,7 @@ class Codec:
             on_step(done[0], len(ids))
 
         started = time.perf_counter()
-        coded = portable_coding.encode(self.portable, ids, self.model.bos_id, self.context, self.stream_windows,
+        coded = portable_coding.encode(self.portable, ids, self.model.bos_id, self.layout, self.stream_windows,
                                        self.batch, on_tokens)
         stats.model_seconds += time.perf_counter() - started
         stats.quantized_bits += coded.quantized_bits
@@ -530,7 +566,8 @@ class Codec:
         if any(len(s) % 4 or not s for s in block.streams):
             raise FormatError("corrupted file: a coded stream is empty or not a whole number of words")
         if header.engine == PORTABLE_ENGINE:
-            ids = portable_coding.decode(self.portable, block.streams, block.n_tokens, header.bos_id, header.context,
+            layout = schedule.Layout(header.context, header.carry, header.lane_size)
+            ids = portable_coding.decode(self.portable, block.streams, block.n_tokens, header.bos_id, layout,
                                          header.windows_per_stream(), self.decode_streams_per_call(header), on_step)
             self._check_decoded(np.asarray(ids, dtype=np.int64), plan.text_len)
         else:
@@ -555,14 +592,15 @@ class Codec:
 
     def decode_streams_per_call(self, header: Header) -> int:
         """Streams the portable decoder steps together: on a GPU as many as a third of free memory
-        holds (KV cache and logits per window), on the CPU two (32 windows of 16)."""
+        holds (KV cache and logits per lane), on the CPU up to 32 lanes, fewer where their KV cache
+        would pass CPU_DECODE_MEMORY (at context 2,048 one lane's cache is 180 MiB for SmolLM2)."""
         per_stream = header.windows_per_stream()
-        if self.model.device.type != "cuda":
-            return max(1, 32 // per_stream)
-        free, _ = torch.cuda.mem_get_info(self.model.device)
         engine = self.portable
         per_window = (2 * 4 * len(engine.layers) * engine.kv_heads * engine.head_dim * header.context
                       + 4 * 8 * self.model.vocab_size)
+        if self.model.device.type != "cuda":
+            return max(1, min(32 // per_stream, CPU_DECODE_MEMORY // (per_window * per_stream)))
+        free, _ = torch.cuda.mem_get_info(self.model.device)
         return max(1, int(free // 3 // (per_window * per_stream)))
 
     def _decode_lockstep(self, block: Block, header: Header, stats: Stats, text_limit: int,

@@ -37,15 +37,16 @@ from typing import BinaryIO, Callable, Iterator
 from .errors import FormatError, LLMZipError
 
 MAGIC = b"\x89LLZ"
+# 4: carried context (the header's carry and lane_tokens fields, see schedule.py).
 # 3: compact header (codes, defaults, 4-byte fingerprint, CRC-16), block sequence numbers, block index.
-# 2 added engine and stream_windows and shortened fingerprints. Versions 1 and 2 still decode.
-FORMAT_VERSION = 3
-VERSIONS = (1, 2, 3)
+# 2 added engine and stream_windows and shortened fingerprints. Versions 1 to 3 still decode.
+FORMAT_VERSION = 4
+VERSIONS = (1, 2, 3, 4)
 # Model fingerprint length by format version. Version 3 keeps 32 bits: enough to tell a wrong model
 # before decoding (FORMAT.md, "Why these sizes"); the block CRC-32 is what guarantees the output.
-FINGERPRINT_BYTES = {1: 16, 2: 8, 3: 4}
+FINGERPRINT_BYTES = {1: 16, 2: 8, 3: 4, 4: 4}
 # Versions 1 and 2 also stored the token table's fingerprint; version 3's model fingerprint covers it.
-TOKENIZER_FINGERPRINT_BYTES = {1: 16, 2: 8, 3: 0}
+TOKENIZER_FINGERPRINT_BYTES = {1: 16, 2: 8, 3: 0, 4: 0}
 BLOCK_TAG = 0x01  # versions 1 and 2
 END_TAG = 0x00
 
@@ -202,6 +203,21 @@ V3_FIELDS = (
     _Field("software", "string", ""),  # default: not recorded
     _Field("extra", "extra", None),  # default: none
 )
+# Version 4 adds the carried-context layout after the model name. Its defaults (and the context's)
+# are those of the default compression level, and its bits come before the engine's, so that a file at any level
+# still needs one byte of flags. Like every default here they are part of the format: a version 4
+# file without the field means this value.
+V4_CONTEXT = 1024
+V4_CARRY = 512
+V4_LANE_TOKENS = 8192
+V4_FIELDS = (V3_FIELDS[0], _Field("context", "varint", V4_CONTEXT, limit=1 << 24)) + V3_FIELDS[2:5] + (
+    _Field("carry", "varint", V4_CARRY, limit=1 << 24),
+    _Field("lane_tokens", "varint", V4_LANE_TOKENS, limit=1 << 30),
+) + V3_FIELDS[5:]
+
+
+def _fields(version: int) -> tuple[_Field, ...]:
+    return V4_FIELDS if version >= 4 else V3_FIELDS
 
 
 def _write_code(out: bytearray, value: str, codes: tuple[str, ...], quantizer: bool = False) -> None:
@@ -243,7 +259,7 @@ class Header:
     model_fingerprint: bytes  # hash of the weights as loaded and of the token table, FINGERPRINT_BYTES long
     tokenizer_fingerprint: bytes  # hash of the token byte table; versions 1 and 2 only (b"" in version 3)
     bos_id: int
-    context: int  # tokens per window; each window starts again from BOS
+    context: int  # tokens one model call sees per window (carried context included)
     batch: int  # windows run in lockstep per model call
     dtype: str  # e.g. "float32", "bfloat16"
     device_class: str  # e.g. "cpu-x86_64-avx2", "cuda-sm90:...", "any" (portable engine)
@@ -257,13 +273,23 @@ class Header:
     engine: str = "transformers"  # what computed the logits, see inference.py and portable/
     stream_windows: int = 0  # windows per coded stream (0: a whole batch per stream, as in version 1)
     version: int = FORMAT_VERSION  # the format version the header was read from, or is written as
+    carry: int = 0  # carried context of each window after a lane's first (version 4; see schedule.py)
+    lane_tokens: int = 0  # tokens per lane; 0 (every version before 4): the context
+
+    def __post_init__(self) -> None:
+        if self.lane_tokens == self.context:  # one canonical form, so that equal layouts compare equal
+            object.__setattr__(self, "lane_tokens", 0)
+
+    @property
+    def lane_size(self) -> int:
+        return self.lane_tokens or self.context
 
     def windows_per_stream(self) -> int:
         return self.stream_windows or self.batch
 
     def streams_in(self, n_tokens: int) -> int:
         """How many coded streams a block of n_tokens has: per batch, one per stream_windows windows."""
-        n_windows = -(-n_tokens // self.context)
+        n_windows = -(-n_tokens // self.lane_size)  # lanes: one window each without carried context
         full, last = divmod(n_windows, self.batch)
         per = self.windows_per_stream()
         return full * -(-self.batch // per) + -(-last // per)
@@ -278,8 +304,10 @@ class Header:
             if len(fp) != sizes[version]:
                 raise ValueError(f"format version {version} has {FINGERPRINT_BYTES[version]}-byte fingerprints"
                                  + (" and no tokenizer fingerprint" if version >= 3 else ""))
+        if version < 4 and (self.carry or self.lane_size != self.context):
+            raise ValueError(f"format version {version} has no carried context")
         if version >= 3:
-            return self._v3_body()
+            return self._v3_body(version)
         if version == 1 and (self.engine != "transformers" or self.stream_windows):
             raise ValueError("format version 1 has only the transformers engine, one stream per batch")
         out = bytearray()
@@ -298,10 +326,10 @@ class Header:
             write_varint(out, self.stream_windows)
         return bytes(out)
 
-    def _v3_body(self) -> bytes:
+    def _v3_body(self, version: int) -> bytes:
         present, fields = 0, bytearray()
-        for bit, f in enumerate(V3_FIELDS):
-            value = getattr(self, f.name)
+        for bit, f in enumerate(_fields(version)):
+            value = self.lane_size if f.name == "lane_tokens" else getattr(self, f.name)
             default = self.stream_windows if f.name == "batch" else {} if f.kind == "extra" else f.default
             if value == default:
                 continue
@@ -324,7 +352,7 @@ class Header:
     def from_bytes(cls, body: bytes | memoryview, version: int = FORMAT_VERSION) -> "Header":
         r = Reader(body, "the header")
         if version >= 3:
-            header = cls._from_v3(r)
+            header = cls._from_v3(r, version)
         else:
             name = r.string()
             size = FINGERPRINT_BYTES[version]
@@ -348,14 +376,18 @@ class Header:
             raise FormatError("corrupted file: context and batch must be positive")
         if header.stream_windows > header.batch:
             raise FormatError("corrupted file: more windows per stream than per batch")
+        if header.carry >= header.context or header.lane_size < header.context:
+            raise FormatError("corrupted file: the carried context must be below the context, and lanes no shorter")
         return header
 
     @classmethod
-    def _from_v3(cls, r: Reader) -> "Header":
-        values: dict = {"model_fingerprint": bytes(r.take(FINGERPRINT_BYTES[3])), "tokenizer_fingerprint": b"",
-                        "version": 3}
-        present = r.varint((1 << len(V3_FIELDS)) - 1, "the header's field flags")
-        for bit, f in enumerate(V3_FIELDS):
+    def _from_v3(cls, r: Reader, version: int) -> "Header":
+        """Versions 3 and 4: the fingerprint, the flags of the fields present, those fields."""
+        values: dict = {"model_fingerprint": bytes(r.take(FINGERPRINT_BYTES[version])), "tokenizer_fingerprint": b"",
+                        "version": version}
+        fields = _fields(version)
+        present = r.varint((1 << len(fields)) - 1, "the header's field flags")
+        for bit, f in enumerate(fields):
             if not present >> bit & 1:
                 values[f.name] = (values["stream_windows"] if f.name == "batch" else {} if f.kind == "extra"
                                   else f.default)

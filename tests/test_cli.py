@@ -83,7 +83,7 @@ def test_info(llama_dir, text_file, capsys):
     capsys.readouterr()
     assert main(["info", str(text_file.with_name("alice.txt.llmz"))]) == 0
     out = capsys.readouterr().out
-    for field in ("model", "original", "500 bytes", "bits/byte", "context 512", "quantizer int-v1", "engine portable-v1", "device any"):
+    for field in ("model", "original", "500 bytes", "bits/byte", "windows of 1024 tokens, 512 of them carried context", "quantizer int-v1", "engine portable-v1", "device any"):
         assert field in out
 
 

@@ -9,7 +9,7 @@ import pytest
 
 from conftest import container_frames
 from llmzip import FormatError
-from llmzip.container import (ALL_TEXT_SIDE, MAGIC, V3_FIELDS, Block, ContainerWriter, Header, Reader, StreamReader,
+from llmzip.container import (ALL_TEXT_SIDE, MAGIC, V3_FIELDS, V4_FIELDS, Block, ContainerWriter, Header, Reader, StreamReader,
                               Trailer, crc16, header_bytes, read_index, write_varint)
 
 
@@ -26,9 +26,9 @@ def _header(**over) -> Header:
 def _default_header(**over) -> Header:
     """What the codec writes with its default settings (portable engine), for a model with BOS 1."""
     fields = dict(model_name="", model_fingerprint=b"\xaa\xbb\xcc\xdd", tokenizer_fingerprint=b"", bos_id=1,
-                  context=512, batch=16, dtype="float32", device_class="any", threads=0, attention="integer",
+                  batch=16, dtype="float32", device_class="any", threads=0, attention="integer",
                   quantizer="int-v1", precision=24, coder="constriction-0.5-range-u32/24", software="",
-                  engine="portable-v1", stream_windows=16)
+                  engine="portable-v1", stream_windows=16, context=1024, carry=512, lane_tokens=8192)
     fields.update(over)
     return Header(**fields)
 
@@ -54,16 +54,44 @@ def test_default_header_is_fingerprint_and_one_byte_of_flags():
         assert Header.from_bytes(header.to_bytes()) == header
 
 
+def test_default_header_at_every_level_has_one_byte_of_flags():
+    from llmzip.levels import LEVELS
+
+    for layout in LEVELS.values():
+        h = _default_header(model_name="SmolLM2-135M-Instruct.Q4_1", context=layout.context, carry=layout.carry,
+                            lane_tokens=layout.lane_size)
+        assert h.to_bytes()[4] < 0x80  # the flags: one byte
+        assert Header.from_bytes(h.to_bytes()) == h
+
+
+def test_version_3_has_no_carried_context():
+    h = _default_header(context=512, carry=0, lane_tokens=0)
+    v3 = dataclasses.replace(h, version=3)
+    assert v3.to_bytes() == b"\xaa\xbb\xcc\xdd\x00"  # version 3's defaults: no carried context
+    assert Header.from_bytes(v3.to_bytes(), version=3) == v3
+    assert Header.from_bytes(h.to_bytes()) == h  # version 4 states it
+    with pytest.raises(ValueError, match="version 3 has no carried context"):
+        _default_header().to_bytes(version=3)
+    with pytest.raises(FormatError, match="carried context"):
+        Header.from_bytes(_default_header(carry=1024).to_bytes())
+
+
 def test_v3_defaults_are_the_codecs_defaults():
     """The defaults that let a header leave fields out are the codec's own defaults, or the
     default file would carry every field."""
-    from llmzip.codec import DEFAULT_CONTEXT, STREAM_WINDOWS, PORTABLE_ATTENTION, PORTABLE_DEVICE_CLASS
+    from llmzip.codec import STREAM_WINDOWS, PORTABLE_ATTENTION, PORTABLE_DEVICE_CLASS
     from llmzip.coder import CODER_ID
+    from llmzip.levels import DEFAULT_LEVEL, LEVELS
     from llmzip.portable import PORTABLE_ENGINE
     from llmzip.quantize import INTEGER_QUANTIZER, PRECISION
 
-    defaults = {f.name: f.default for f in V3_FIELDS}
-    assert (defaults["context"], defaults["stream_windows"]) == (DEFAULT_CONTEXT, STREAM_WINDOWS)
+    defaults = {f.name: f.default for f in V4_FIELDS}
+    assert [f.name for f in V4_FIELDS if f.name not in ("carry", "lane_tokens")] == [f.name for f in V3_FIELDS]
+    assert {f.name: f.default for f in V3_FIELDS}["context"] == 512  # version 3's default, no carried context
+    level = LEVELS[DEFAULT_LEVEL]
+    assert (defaults["context"], defaults["carry"], defaults["lane_tokens"]) == (level.context, level.carry,
+                                                                                level.lane_size)
+    assert defaults["stream_windows"] == STREAM_WINDOWS
     assert (defaults["engine"], defaults["quantizer"], defaults["precision"], defaults["coder"]) == (
         PORTABLE_ENGINE, INTEGER_QUANTIZER, PRECISION, CODER_ID)
     assert (defaults["device_class"], defaults["attention"]) == (PORTABLE_DEVICE_CLASS, PORTABLE_ATTENTION)
@@ -80,7 +108,7 @@ def test_v3_defaults_are_the_codecs_defaults():
 ])
 def test_known_values_are_codes_and_others_strings(field, value, size):
     h = _default_header(**{field: value})
-    assert len(h.to_bytes()) == 5 + (1 if field in ("dtype", "device_class", "attention") else 0) + size
+    assert len(h.to_bytes()) == 6 + size  # these fields' flags are past the first byte
     assert Header.from_bytes(h.to_bytes()) == h
 
 
@@ -91,7 +119,7 @@ def test_unknown_codes_and_flags_are_refused():
     with pytest.raises(FormatError, match="unknown engine code 9"):
         Header.from_bytes(bytes(body))
     with pytest.raises(FormatError, match="flags"):
-        Header.from_bytes(b"\xaa\xbb\xcc\xdd" + bytes([0xFF, 0xFF, 0x03]))
+        Header.from_bytes(b"\xaa\xbb\xcc\xdd" + bytes([0xFF, 0xFF, 0x0F]))
     with pytest.raises(FormatError, match="unexpected bytes"):
         Header.from_bytes(_default_header().to_bytes() + b"\x00")
 
@@ -124,9 +152,9 @@ def test_varint_round_trip(value):
     assert Reader(buf, "x").varint() == value
 
 
-def _container(blocks, version: int = 3) -> bytes:
+def _container(blocks, version: int = 4) -> bytes:
     out = io.BytesIO()
-    fp = {1: 16, 2: 8, 3: 4}[version]
+    fp = {1: 16, 2: 8, 3: 4, 4: 4}[version]
     h = _header(context=4, batch=2, version=version, model_fingerprint=bytes(fp),
                 tokenizer_fingerprint=bytes(fp if version < 3 else 0), engine="transformers")
     writer = ContainerWriter(out, h)

@@ -47,11 +47,12 @@ def test_default_model_fingerprint_is_stable(default_codec):
 GOLDEN = os.path.join(os.path.dirname(__file__), "data", "golden")
 
 
-@pytest.mark.parametrize("name", ["portable-v1.format2.llmz", "portable-v1.format3.llmz"])
+@pytest.mark.parametrize("name", ["portable-v1.format2.llmz", "portable-v1.format3.llmz", "portable-v1.format4.llmz"])
 def test_golden_portable_file_decodes(default_codec, name):
     """Files the portable engine made with the default model (llmzip 0.1.0, container formats 2
-    and 3), checked in with their original: every later version must decode them, so a change that
-    moves one bit of the engine's or the quantizer's integers fails here."""
+    to 4; format 4's with carried context: windows of 64 tokens carrying 32, three lanes of up to
+    192), checked in with their original: every later version must decode them, so a change that
+    moves one bit of the engine's or the quantizer's integers, or of the layout, fails here."""
     with open(os.path.join(GOLDEN, name), "rb") as f:
         blob = f.read()
     with open(os.path.join(GOLDEN, "portable-v1.txt"), "rb") as f:

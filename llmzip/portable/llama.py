@@ -291,17 +291,19 @@ class PortableLlama:
         turned = torch.cat([-x[..., half:], x[..., :half]], dim=-1)
         return arith.shift_round(x * cos + turned * sin, ROTARY_BITS).clamp(-_QK_LIMIT, _QK_LIMIT)
 
-    def forward(self, tokens: torch.Tensor, cache: KVCache | None = None) -> torch.Tensor:
-        """Logits (rows, T, V) in bits, fixed point FRACTION, for `tokens` (rows, T).
+    def forward(self, tokens: torch.Tensor, cache: KVCache | None = None, logits_from: int = 0) -> torch.Tensor:
+        """Logits (rows, T - logits_from, V) in bits, fixed point FRACTION, for `tokens` (rows, T).
 
         Without a cache the T tokens are a window's first T positions (a full-sequence forward);
         with one they continue the cached windows at position `cache.length`, and their keys and
-        values are appended.
+        values are appended. Positions before `logits_from` only feed attention (carried context):
+        the output layer over the whole vocabulary skips them. Every position's row is
+        computed on its own, so skipping some changes no other.
         """
         with torch.inference_mode():
-            return self._forward(tokens, cache)
+            return self._forward(tokens, cache, logits_from)
 
-    def _forward(self, tokens: torch.Tensor, cache: KVCache | None) -> torch.Tensor:
+    def _forward(self, tokens: torch.Tensor, cache: KVCache | None, logits_from: int = 0) -> torch.Tensor:
         rows, count = tokens.shape
         start = cache.length if cache is not None else 0
         end = start + count
@@ -337,7 +339,7 @@ class PortableLlama:
             h = (h + down(*quantize_rows(mixed, 2 * FRACTION, ACTIVATION_LEVELS["down"]))).clamp(-_ACTIVATION_LIMIT, _ACTIVATION_LIMIT)
         if cache is not None:
             cache.length = end
-        x, scale = self.final_norm(h, ACTIVATION_LEVELS["lm_head"])
+        x, scale = self.final_norm(h[:, logits_from:], ACTIVATION_LEVELS["lm_head"])
         return self.lm_head(x, scale)
 
     def _attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, visible: torch.Tensor) -> torch.Tensor:

@@ -1,0 +1,39 @@
+"""Compression levels, gzip's -1 ... -9 and lzma's `preset=`: points on the speed/ratio curve.
+
+A level only chooses the window layout (`schedule.Layout`): how many tokens each model call sees,
+how many of them are context carried over from the text before, and how long the lanes are that
+a decoder must go through one window after another. More context codes better; more carried
+context costs the encoder more forward work per coded token; longer lanes leave the decoder fewer
+lanes to step side by side. The file header records the layout, so decoding needs no level.
+
+Each level is a point of the measured sweep in bench/levels.py (bench/RESULTS.md, "Compression
+levels"); the default is the one that sweep picked.
+"""
+from __future__ import annotations
+
+from .errors import UnsupportedParameterError
+from .schedule import Layout
+
+LEVELS: dict[int, Layout] = {
+    1: Layout(context=512, carry=0, lane_tokens=512),  # every window from BOS: most parallel decoding
+    2: Layout(context=512, carry=128, lane_tokens=2048),
+    3: Layout(context=512, carry=256, lane_tokens=4096),
+    4: Layout(context=768, carry=384, lane_tokens=4096),
+    5: Layout(context=1024, carry=512, lane_tokens=8192),
+    6: Layout(context=1536, carry=768, lane_tokens=16384),
+    7: Layout(context=2048, carry=1024, lane_tokens=32768),
+    8: Layout(context=2048, carry=1536, lane_tokens=32768),
+    9: Layout(context=2048, carry=1536, lane_tokens=131072),  # two lanes per 1 MiB block: slowest decoding
+}
+# From the sweep of 2026-11-24 (bench/RESULTS.md): past -5, each level costs the encoder more per
+# token (and the decoder's KV cache grows with the context) for a smaller gain in bits per byte.
+DEFAULT_LEVEL = 5
+FASTEST, BEST = min(LEVELS), max(LEVELS)
+
+
+def layout_for(preset: int | None) -> Layout:
+    """The layout of a level (None: the default level)."""
+    level = DEFAULT_LEVEL if preset is None else preset
+    if level not in LEVELS:
+        raise UnsupportedParameterError(f"compression level must be {FASTEST} to {BEST}, not {preset}")
+    return LEVELS[level]
