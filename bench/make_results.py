@@ -468,19 +468,135 @@ def portable_section(path: Path) -> str:
     return "\n".join(lines) + "\n"
 
 
+# Published whole-file figures of the two anchors (bits per byte), as bench/RESULTS.md quotes them.
+ANCHORS = [
+    ("ts_zip (RWKV-169M, 8-bit weights)", "alice29.txt 1.142; enwik8 1.106", "https://bellard.org/ts_zip/"),
+    ("Nacrith (SmolLM2-135M + n-gram, match model, mixer; 2,048-token context)", "alice29.txt 0.918; enwik8 0.939",
+     "arXiv 2602.19626"),
+]
+
+
+def levels_plot(r: dict, target: Path) -> bool:
+    """Bits per byte against compression and decompression tokens per second, one point per level."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return False
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4), sharey=True)
+    for ax, key, label in ((axes[0], "compress_tokens_per_s", "compression"),
+                           (axes[1], "decompress_tokens_per_s", "decompression")):
+        xs = [lv[key] for lv in r["levels"]]
+        ys = [lv["bits_per_byte"] for lv in r["levels"]]
+        ax.plot(xs, ys, "o-")
+        for lv, x, y in zip(r["levels"], xs, ys):
+            ax.annotate(f"-{lv['level']}", (x, y), textcoords="offset points", xytext=(4, 4))
+        ax.set_xlabel(f"{label} tokens/s ({r['environment']['threads']} CPU threads)")
+        ax.grid(alpha=0.3)
+    axes[0].set_ylabel("real bits per byte (whole files)")
+    fig.suptitle(f"llmzip levels, {r['settings']['model']}, portable engine, {r['environment']['cpu']}")
+    fig.tight_layout()
+    fig.savefig(target, dpi=100)
+    plt.close(fig)
+    return True
+
+
+def levels_section(path: Path) -> str:
+    """bench/levels.py: every compression level's real size and speed, in one run."""
+    lines = ["## Compression levels (`bench/levels.py`)", ""]
+    if not path.is_file():
+        lines.append("Not run yet: `python bench/levels.py ../shared/corpus/{alice29,lcet10}.txt`, then "
+                     "`python bench/make_results.py --write`.")
+        return "\n".join(lines) + "\n"
+    r = json.loads(path.read_text())
+    env, settings = r["environment"], r["settings"]
+    decode_files = ", ".join(settings["decode_files"])
+    lines += [
+        f"- date: {r['date']}; machine: {env['cpu']} (ATen capability {env['cpu_capability']}), {env['threads']} "
+        f"torch threads; torch {env['torch']}, llmzip {env['llmzip']}; model {settings['model']}, engine "
+        f"{settings['engine']}",
+        f"- compression: the first {settings['bytes']:,} bytes of {', '.join(settings['files'])}; bits per byte "
+        f"pooled over them, whole .llmz files (header included). Decompression: the first "
+        f"{settings['decode_bytes']:,} bytes of {decode_files}, decoded and compared with the input.",
+        f"- command: `{r['command']}`",
+        "",
+    ]
+    rows = []
+    for lv in r["levels"]:
+        default = " (default)" if lv["level"] == settings["default_level"] else ""
+        rows.append([f"-{lv['level']}{default}", str(lv["context"]), str(lv["carry"]), f"{lv['lane_tokens']:,}",
+                     f(lv["bits_per_byte"], ".4f"), f(lv["stream_bits_per_byte"], ".4f"),
+                     f(lv["estimate_bits_per_byte"], ".4f"), f(lv["compress_tokens_per_s"], ".1f"),
+                     f(lv["decompress_tokens_per_s"], ".1f")])
+    lines.append(table(["level", "context", "carried", "lane tokens", "bits/byte (file)", "bits/byte (streams)",
+                        "estimate", "compress tok/s", "decompress tok/s"], rows))
+    if levels_plot(r, RESULTS / "levels.png"):
+        lines += ["", "![bits per byte against tokens per second, per level](results/levels.png)"]
+    whole = path.with_name("levels_whole.json")
+    if whole.is_file():
+        w = json.loads(whole.read_text())
+        lines += ["", f"Whole files ({w['date']}, `{w['command']}`):", ""]
+        lines.append(table(["level", "file", "bytes", "llmzip bytes", "bits/byte (file)", "compress tok/s"],
+                           [[f"-{lv['level']}", row["file"], f"{row['original_bytes']:,}", f"{row['compressed_bytes']:,}",
+                             f(8 * row["compressed_bytes"] / row["original_bytes"], ".4f"),
+                             f(row["tokens"] / row["compress_seconds"], ".1f")]
+                            for lv in w["levels"] for row in lv["rows"]]))
+    lines += ["", "The classic compressors on the same slices (pooled):", ""]
+    lines.append(table(["compressor", "settings", "bits/byte"],
+                       [[name, b["settings"], f(b["bits_per_byte"], ".4f")] for name, b in r["baselines"].items()]))
+    lines += ["", "Published figures of the anchors (whole files, not these slices; quoted, not measured here):", ""]
+    lines.append(table(["compressor", "bits/byte", "source"], [list(a) for a in ANCHORS]))
+    lines += ["", "Per file:", ""]
+    rows = []
+    for lv in r["levels"]:
+        for row in lv["rows"]:
+            decode = (f(row["decode_tokens"] / row["decompress_seconds"], ".1f") if row["decode_tokens"] else "")
+            rows.append([f"-{lv['level']}", row["file"], f(8 * row["compressed_bytes"] / row["original_bytes"], ".4f"),
+                         f(row["tokens"] / row["compress_seconds"], ".1f"), decode])
+    lines.append(table(["level", "file", "bits/byte (file)", "compress tok/s", "decompress tok/s"], rows))
+    return "\n".join(lines) + "\n"
+
+
+def boundary_section(path: Path) -> str:
+    """bench/block_boundary.py: what a lane start and a block boundary cost at the default level."""
+    lines = ["## Block and lane boundaries (`bench/block_boundary.py`)", ""]
+    if not path.is_file():
+        lines.append("Not run yet: `python bench/block_boundary.py ../shared/corpus/alice29.txt`.")
+        return "\n".join(lines) + "\n"
+    r = json.loads(path.read_text())
+    env, st = r["environment"], r["settings"]
+    lines += [
+        f"- date: {r['date']}; machine: {env['cpu']}, {env['threads']} torch threads; torch {env['torch']}, "
+        f"llmzip {env['llmzip']}; model {st['model']}",
+        f"- the first {st['bytes']:,} bytes of {st['file']} at level -{st['level']} (context {st['context']}, "
+        f"carried {st['carry']}, lanes of {st['lane_tokens']:,} tokens), sized three ways; command: `{r['command']}`",
+        "",
+        table(["layout", "blocks", "lanes", "tokens", "bytes", "bits/byte"],
+              [[row["layout"], str(row["blocks"]), str(row["lanes"]), str(row["tokens"]), str(row["compressed_bytes"]),
+                f(row["bits_per_byte"], ".4f")] for row in r["rows"]]),
+        "",
+        f"A lane start costs {r['bytes_per_lane_start']:.1f} bytes and a block boundary {r['bytes_per_block_boundary']} "
+        f"bytes (its lane start, framing and index entry): over a block of the default "
+        f"{st['default_block_bytes'] >> 20} MiB that is {r['block_boundary_share_of_default_block']:.5f} bits per byte.",
+    ]
+    return "\n".join(lines) + "\n"
+
+
 def write() -> None:
     replot()
     # One concurrency run per engine: concurrency.json, concurrency_ENGINE.json, ...
     concurrency = sorted(RESULTS.glob("concurrency*.json")) or [RESULTS / "concurrency.json"]
     sections = ([run_section(*r) for r in RUNS] + [gpu_speed_section(RESULTS / "gpu_speed.json")]
                 + [concurrency_section(path) for path in concurrency]
-                + [portable_section(RESULTS / "portable_engine.json")])
+                + [portable_section(RESULTS / "portable_engine.json")] + [levels_section(RESULTS / "levels.json"), boundary_section(RESULTS / "block_boundary.json")])
     doc = [
         "# llmzip benchmark results",
         "",
         "Generated by `bench/make_results.py` from the JSON files in `bench/results/`, which "
         "`bench/cpu_results.sh`, `bench/gemma_results.sh`, `bench/gpu_speed.py`, `bench/concurrency.py` and "
-        "`bench/portable_engine.py` "
+        "`bench/portable_engine.py`, `bench/levels.py` and `bench/block_boundary.py` "
         "write; do not edit by hand. Every llmzip output here was decompressed and compared with its input, "
         "except in the concurrency section, which compares the outputs of its runs with each other.",
         "",

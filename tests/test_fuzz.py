@@ -35,7 +35,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import llmzip
-from llmzip import Codec, FormatError, LLMZipError, inspect
+from llmzip import FORMAT_VERSION, Codec, FormatError, LLMZipError, inspect
 from llmzip.codec import MAX_BATCH
 from llmzip.container import (MAGIC, Block, ContainerWriter, Header, Reader, StreamReader, crc16, crc32,
                               write_varint)
@@ -241,8 +241,8 @@ def _length_fields(blob: bytes) -> list[tuple[str, int, int, int, int]]:
         return value
 
     r.take(len(MAGIC))
-    assert r.u8() == 3
-    header = Header.from_bytes(r.take(varint("header length", 1 << 16)))
+    assert r.u8() == FORMAT_VERSION
+    header = Header.from_bytes(r.take(varint("header length", 1 << 16)), FORMAT_VERSION)
     r.take(2)
     while block_len := varint("block length", 1 << 28):
         end = r.pos + block_len
@@ -513,8 +513,9 @@ def test_header_sizes_are_checked_before_the_model_runs(no_model, changes, messa
 
 
 def _v3_file(body: bytes) -> bytes:
-    """A header body behind a valid version 3 frame and check, then an empty file's end."""
-    framed = bytearray([3])
+    """A header body behind a valid frame and check of the current version (3 or later: the same
+    framing), then an empty file's end."""
+    framed = bytearray([FORMAT_VERSION])
     write_varint(framed, len(body))
     framed += body
     return MAGIC + bytes(framed) + crc16(framed).to_bytes(2, "little") + b"\x00\x00\x01"

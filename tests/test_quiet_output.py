@@ -76,7 +76,7 @@ def test_success_prints_nothing(workdir, gpt2_dir, llama_dir, alice):
     dec = _run("decompress", "-q", "-c", *model, "text.txt.llmz", cwd=workdir)
     assert (dec.returncode, dec.stderr, dec.stdout) == (0, b"", alice[:400])
     info = _run("info", "text.txt.llmz", cwd=workdir)
-    assert (info.returncode, info.stderr) == (0, b"") and b"context 64" in info.stdout
+    assert (info.returncode, info.stderr) == (0, b"") and b"windows of 64 tokens" in info.stdout
     bench = _run("bench", "-q", *model, "--context", "64", "--repeats", "1", "text.txt", cwd=workdir)
     assert (bench.returncode, bench.stderr, bench.stdout) == (0, b"", b"")
     # Standard input to standard output, as in a pipe; the Llama model with the default engine.
