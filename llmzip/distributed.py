@@ -31,12 +31,14 @@ import os
 import re
 import time
 from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
 from types import ModuleType
 from typing import Any, BinaryIO
 
 from .codec import BLOCK_BYTES, Codec, Progress, ProgressCallback, Stats, split_blocks
 from .container import Block, ContainerWriter, Header, StreamReader, crc32, header_bytes, read_index
 from .errors import ChecksumError, LLMZipError, MissingExtraError, UnsupportedParameterError
+from .portable import PORTABLE_ENGINE
 
 log = logging.getLogger(__name__)
 
@@ -116,8 +118,12 @@ class Worker:
         return self._codec
 
     def ready(self) -> bytes:
-        """Load the model; the header this actor's codec writes."""
-        return header_bytes(self.codec().file_header())
+        """Load the model (and build the portable engine's integer model, so that the first block
+        does not wait for it); the header this actor's codec writes."""
+        codec = self.codec()
+        if codec.engine == PORTABLE_ENGINE:
+            codec.portable
+        return header_bytes(codec.file_header())
 
     def call(self, fn: Callable[..., Any], *args: Any) -> tuple[Any, int]:
         """fn(worker, report, *args) and the tokens it reported; report(fraction, tokens) is what
@@ -221,6 +227,8 @@ class WorkerPool:
         self.window = window or 2 * self.size
         self.max_attempts = max_attempts
         self._options = dict(num_cpus=cpus_per_worker, num_gpus=1 if self.gpus else 0, max_restarts=0)
+        if model is not None and Path(model).exists():
+            model = Path(model).resolve()  # actors do not run in this directory
         self._spec = (None if model is None else str(model), dict(codec_kwargs))
         self.retried = 0  # items sent again after their actor died
         self.replaced = 0  # actors started in place of dead ones
@@ -375,7 +383,10 @@ class WorkerPool:
             # Left early (an error, or the caller stopped): an actor still coding an item would
             # take the next call alongside it, so it is replaced instead.
             for _, actor in running.values():
-                self._replace(actor)
+                try:
+                    self._replace(actor)
+                except Exception:  # Ray itself is going away
+                    pass
 
 
 # ---------------------------------------------------------------------------------------------
