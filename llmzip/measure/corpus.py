@@ -133,8 +133,9 @@ def measure_corpus(inputs: Sequence[str | os.PathLike], jsonl: str | os.PathLike
     `models` are names or paths (on Ray, every node must resolve them; None: the embedded
     default); `codec_kwargs` go to each model's `Codec` (context, batch, device, dtype). With
     `ray`, a `llmzip.distributed.WorkerPool` of `workers` actors (`cpus_per_worker` CPUs each
-    where there are no GPUs) measures the samples, one model after the other; else this process does, loading each model once if it has anything to do.
-    `progress(bytes measured, tokens)` counts the whole run.
+    where there are no GPUs) measures the samples, one model after the other; else this process
+    does, loading each model once if it has anything to do. `progress(bytes measured, tokens)`
+    counts the whole run.
     """
     path = Path(jsonl)
     path.parent.mkdir(parents=True, exist_ok=True)
