@@ -210,3 +210,14 @@ def test_missing_extra_is_one_usage_line(tmp_path, monkeypatch, capsys):
         assert main(argv) == 2
         err = capsys.readouterr().err.splitlines()
         assert len(err) == 1 and err[0].startswith("llmzip: ") and "pip install 'llmzip[ray]'" in err[0], err
+
+
+def test_ray_value_is_an_address_or_the_first_input():
+    """`--ray` takes an optional address, so argparse gives it the input that follows: llmzip
+    tells addresses from files."""
+    from llmzip.distributed import is_address
+
+    for text in ("auto", "local", "10.0.0.5:6379", "head-node:6379", "ray://head:10001", "[::1]:6379"):
+        assert is_address(text), text
+    for text in ("big.log", "corpus/", "notes.txt.llmz", "-", "/data/x:y"):
+        assert not is_address(text), text
