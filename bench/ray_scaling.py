@@ -32,13 +32,37 @@ import torch
 from llmzip.measure.bench import cpu_model, environment
 
 
-def _median_run(fn, repeats: int) -> tuple[float, list[float], object]:
-    times, result = [], None
+def _busy_cpu_seconds() -> float:
+    """CPU time the whole machine has spent busy since boot (all processes), from /proc/stat."""
+    ticks = [int(x) for x in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+    return (sum(ticks[:8]) - ticks[3] - ticks[4]) / os.sysconf("SC_CLK_TCK")
+
+
+def _process_cpu(worker, report) -> float:
+    """Run in an actor: its process's CPU seconds."""
+    return time.process_time()
+
+
+def _our_cpu_seconds(ray, pool) -> float:
+    """CPU seconds of this process and of the pool's actors (Ray's own daemons not included)."""
+    own = time.process_time()
+    if pool is None:
+        return own
+    answers = ray.get([actor.call.remote(_process_cpu) for actor in pool.pool.actors])  # (result, tokens)
+    return own + sum(cpu for cpu, _ in answers)
+
+
+def _median_run(fn, repeats: int, ray=None, pool=None) -> tuple[float, list[float], float, object]:
+    """Median wall time of `repeats` runs, every run's, and the CPU seconds that other processes
+    (and Ray's daemons) took from the machine meanwhile."""
+    times, result, others = [], None, 0.0
     for _ in range(repeats):
+        busy, ours = _busy_cpu_seconds(), _our_cpu_seconds(ray, pool)
         started = time.perf_counter()
         result = fn()
         times.append(time.perf_counter() - started)
-    return statistics.median(times), times, result
+        others += (_busy_cpu_seconds() - busy) - (_our_cpu_seconds(ray, pool) - ours)
+    return statistics.median(times), times, others, result
 
 
 def _driver_bounds(ray, header) -> dict:
@@ -111,32 +135,38 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(1)
     codec = llmzip.Codec(args.model, device="cpu", threads=1)
     codec.portable  # built before timing, as the pools build theirs
-    compress_s, compress_all, (blob, stats) = _median_run(
+    compress_s, compress_all, compress_others, (blob, stats) = _median_run(
         lambda: codec.compress_with_stats(data, block_bytes=args.block_size), args.repeats)
-    decompress_s, decompress_all, restored = _median_run(lambda: codec.decompress(blob), args.repeats)
+    decompress_s, decompress_all, decompress_others, restored = _median_run(lambda: codec.decompress(blob),
+                                                                           args.repeats)
     if restored != data:
         raise SystemExit("round trip failed in the single process: the benchmark stops here")
     rows.append({"run": "one process, 1 thread", "workers": 0, "compress_seconds": compress_s,
-                 "decompress_seconds": decompress_s, "compress_all": compress_all, "decompress_all": decompress_all})
-    print(f"one process: compress {compress_s:.1f} s, decompress {decompress_s:.1f} s", flush=True)
+                 "decompress_seconds": decompress_s, "compress_all": compress_all, "decompress_all": decompress_all,
+                 "others_cpu_seconds": compress_others + decompress_others})
+    print(f"one process: compress {compress_s:.1f} s, decompress {decompress_s:.1f} s; others took "
+          f"{compress_others + decompress_others:.0f} CPU-seconds meanwhile", flush=True)
 
     for workers in [int(w) for w in args.workers.split(",")]:
         started = time.perf_counter()
         pool = RayCodec(args.model, workers=workers, device="cpu")
         start_s = time.perf_counter() - started
         try:
-            compress_s, compress_all, out = _median_run(lambda: pool.compress(data, block_bytes=args.block_size),
-                                                        args.repeats)
-            decompress_s, decompress_all, back = _median_run(lambda: pool.decompress(out), args.repeats)
+            compress_s, compress_all, compress_others, out = _median_run(
+                lambda: pool.compress(data, block_bytes=args.block_size), args.repeats, ray, pool)
+            decompress_s, decompress_all, decompress_others, back = _median_run(
+                lambda: pool.decompress(out), args.repeats, ray, pool)
         finally:
             pool.close()
         if out != blob or back != data:
             raise SystemExit(f"{workers} worker(s): not the single process's file, or no exact round trip")
         rows.append({"run": f"Ray, {workers} worker(s) x 1 CPU", "workers": workers, "pool_start_seconds": start_s,
                      "compress_seconds": compress_s, "decompress_seconds": decompress_s,
-                     "compress_all": compress_all, "decompress_all": decompress_all, "identical": True})
+                     "compress_all": compress_all, "decompress_all": decompress_all, "identical": True,
+                     "others_cpu_seconds": compress_others + decompress_others})
         print(f"{workers} worker(s): start {start_s:.1f} s, compress {compress_s:.1f} s, "
-              f"decompress {decompress_s:.1f} s", flush=True)
+              f"decompress {decompress_s:.1f} s; others took {compress_others + decompress_others:.0f} "
+              "CPU-seconds meanwhile", flush=True)
         time.sleep(2)  # let Ray free the pool's CPUs
 
     bounds = _driver_bounds(ray, codec.file_header())
@@ -165,10 +195,10 @@ def main(argv: list[str] | None = None) -> int:
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=1) + "\n", encoding="utf-8")
-    print(f"| run | compress s | decompress s | compress x | decompress x |")
+    print("| run | compress s | decompress s | compress x | decompress x | others' CPU-s |")
     for r in rows:
         print(f"| {r['run']} | {r['compress_seconds']:.1f} | {r['decompress_seconds']:.1f} | "
-              f"{r['compress_speedup']:.2f} | {r['decompress_speedup']:.2f} |")
+              f"{r['compress_speedup']:.2f} | {r['decompress_speedup']:.2f} | {r['others_cpu_seconds']:.0f} |")
     print(json.dumps(bounds, indent=1))
     return 0
 
