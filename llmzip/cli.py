@@ -242,8 +242,9 @@ def _report(name: str, stats, verbose: bool) -> None:
                  f"overhead {100 * stats.overhead:+.3f}% over the estimate")
         ray = stats.extra.get("ray")
         if ray:
-            line += (f"\n  {stats.blocks} block(s) on {ray['workers']} Ray worker(s) ({'GPU' if ray['gpus'] else 'CPU'})"
-                     f", {ray['retried']} resent after a worker died")
+            kind = "GPU" if ray["gpus"] else "CPU"
+            line += (f"\n  {stats.blocks} block(s) on {ray['workers']} Ray worker(s) ({kind}), "
+                     f"{ray['retried']} resent after a worker died")
     print(line, file=sys.stderr)
 
 

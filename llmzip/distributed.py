@@ -72,7 +72,9 @@ def connect(address: str | None = None) -> bool:
 
     Returns True when this call started or joined Ray, so that the caller shuts it down. Ray's
     own output stays off the terminal: workers' output is not forwarded, only errors are logged,
-    and a local Ray sends no usage statistics unless RAY_USAGE_STATS_ENABLED says otherwise.
+    the results of a dead worker's tasks (dropped on purpose: the block is sent again) are not
+    reported as unhandled, and a local Ray sends no usage statistics, unless the environment
+    (RAY_IGNORE_UNHANDLED_ERRORS, RAY_USAGE_STATS_ENABLED) says otherwise.
     (Ray reads these settings from the environment of the process that starts it.)
     """
     ray = require_ray()
@@ -89,7 +91,9 @@ def connect(address: str | None = None) -> bool:
     try:
         ray.init(**options)
     except ConnectionError as exc:
-        raise LLMZipError(f"cannot reach the Ray cluster at {address!r}: {exc}") from None
+        reason = str(exc).split(". ")[0].rstrip(".")
+        raise LLMZipError(f"cannot reach the Ray cluster at {address!r} ({reason}): start it with 'ray start "
+                          "--head', or give --ray no address to start one for this command alone") from None
     return True
 
 
@@ -496,7 +500,8 @@ class RayCodec:
         self._extra(stats, retried)
         return stats
 
-    def compress(self, data: bytes, progress: ProgressCallback | None = None, *, block_bytes: int = BLOCK_BYTES) -> bytes:
+    def compress(self, data: bytes, progress: ProgressCallback | None = None, *,
+                 block_bytes: int = BLOCK_BYTES) -> bytes:
         return self.compress_with_stats(data, progress, block_bytes=block_bytes)[0]
 
     def compress_with_stats(self, data: bytes, progress: ProgressCallback | None = None, *,
