@@ -153,6 +153,15 @@ def _add_io_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("-v", "--verbose", action="store_true", help="also report the cross-entropy estimate and overhead")
 
 
+def _add_ray_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--ray", nargs="?", const="local", default=None, metavar="ADDRESS",
+                   help="code the blocks in parallel on a Ray cluster: started here when no ADDRESS is given, "
+                        "'auto' to join the cluster of this machine, or host:port; needs pip install 'llmzip[ray]'")
+    p.add_argument("--workers", type=int, default=None, metavar="N",
+                   help="with --ray: workers, each with the model loaded once (default: one per GPU of the cluster, "
+                        "else one per CPU)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="llmzip", description="Lossless compression with a language model.")
     parser.add_argument("-V", "--version", action=_VersionAction,
@@ -162,10 +171,12 @@ def build_parser() -> argparse.ArgumentParser:
     _add_io_options(comp)
     _add_block_options(comp, compressing=True)
     _add_model_options(comp, coding=True)
+    _add_ray_options(comp)
     dec = sub.add_parser("decompress", aliases=["d"], help="decompress files (FILE.llmz -> FILE)")
     _add_io_options(dec)
     _add_block_options(dec, compressing=False)
     _add_model_options(dec, coding=False)
+    _add_ray_options(dec)
     info = sub.add_parser("info", help="show what a .llmz file says about itself")
     info.add_argument("files", nargs="+", metavar="FILE")
     from .measure.cli import add_bench_parser
@@ -245,6 +256,11 @@ def _report(name: str, stats, verbose: bool) -> None:
                  f"header and framing {stats.header_bytes} bytes"
                  f"\n  cross-entropy estimate {ce_bpb:.3f} bits/byte; coded stream {8 * stats.stream_bytes} bits, "
                  f"overhead {100 * stats.overhead:+.3f}% over the estimate")
+        ray = stats.extra.get("ray")
+        if ray:
+            kind = "GPU" if ray["gpus"] else "CPU"
+            line += (f"\n  {stats.blocks} block(s) on {ray['workers']} Ray worker(s) ({kind}), "
+                     f"{ray['retried']} resent after a worker died")
     print(line, file=sys.stderr)
 
 
@@ -283,11 +299,17 @@ def _output_path(args, in_path: Path | None, compressing: bool) -> Path | None:
 
 
 class _Codecs:
-    """Load each model configuration once per command, however many files it serves."""
+    """Load each model configuration once per command, however many files it serves (with --ray:
+    a pool of Ray workers in place of each Codec, one pool at a time)."""
 
     def __init__(self, args):
         self.args = args
         self._cache: dict = {}
+        self._ray_started = False
+        if args.ray is not None:
+            from .distributed import connect
+
+            self._ray_started = connect(None if args.ray == "local" else args.ray)
 
     def get(self, device: str | None, dtype: str | None):
         from .codec import Codec
@@ -299,8 +321,27 @@ class _Codecs:
             if a.command in ("compress", "c"):
                 kwargs.update(preset=a.level, context=a.context, carry=a.carry, lane_tokens=a.lane_tokens,
                               batch=a.batch, quantizer=a.quantizer, threads=a.threads, engine=a.engine)
-            self._cache[key] = Codec(a.model, **kwargs)
+            self._cache[key] = (Codec if a.ray is None else self._ray_codec)(a.model, **kwargs)
         return self._cache[key]
+
+    def _ray_codec(self, model, **kwargs):
+        from .distributed import RayCodec
+
+        self.close_pools()  # each pool takes the whole cluster
+        return RayCodec(model, workers=self.args.workers, **kwargs)
+
+    def close_pools(self) -> None:
+        for codec in self._cache.values():
+            if hasattr(codec, "close"):
+                codec.close()
+        self._cache.clear()
+
+    def close(self) -> None:
+        self.close_pools()
+        if self._ray_started:
+            import ray
+
+            ray.shutdown()
 
 
 def _process_one(args, name: str, codecs: _Codecs) -> None:
@@ -465,6 +506,12 @@ def _describe(name: str, info: FileInfo) -> str:
 
 
 def _check_usage(args) -> None:
+    if args.ray is not None:
+        from .distributed import is_address
+
+        if not is_address(args.ray):  # argparse took the first file for --ray's address
+            args.files.insert(0, args.ray)
+            args.ray = "local"
     if not args.files:
         args.files = ["-"]
     if args.output and len(args.files) > 1:
@@ -489,6 +536,17 @@ def _check_usage(args) -> None:
                              f"not {args.block_size}")
     if args.range is not None:
         args.range = parse_range(args.range)
+    if args.ray is not None:
+        from .distributed import require_ray
+
+        if args.workers is not None and args.workers < 1:
+            raise UsageError("--workers must be a positive number")
+        try:
+            require_ray()
+        except ImportError as exc:  # MissingExtraError: a usage error, like an option this install lacks
+            raise UsageError(str(exc)) from None
+    elif args.workers is not None:
+        raise UsageError("--workers goes with --ray")
 
 
 def _configure_logging(verbose: bool) -> None:
@@ -528,16 +586,19 @@ def main(argv: list[str] | None = None) -> int:
         _check_usage(args)
         status = EXIT_OK
         codecs = _Codecs(args)
-        for name in args.files:
-            try:
-                _process_one(args, name, codecs)
-            except (FileError, LLMZipError) as exc:
-                msg = str(exc)
-                print(f"llmzip: {msg if msg.startswith(name) else f'{name}: {msg}'}", file=sys.stderr)
-                status = EXIT_ERROR
-            except OSError as exc:
-                print(f"llmzip: {name}: {exc.strerror or exc}", file=sys.stderr)
-                status = EXIT_ERROR
+        try:
+            for name in args.files:
+                try:
+                    _process_one(args, name, codecs)
+                except (FileError, LLMZipError) as exc:
+                    msg = str(exc)
+                    print(f"llmzip: {msg if msg.startswith(name) else f'{name}: {msg}'}", file=sys.stderr)
+                    status = EXIT_ERROR
+                except OSError as exc:
+                    print(f"llmzip: {name}: {exc.strerror or exc}", file=sys.stderr)
+                    status = EXIT_ERROR
+        finally:
+            codecs.close()
         return status
     except UsageError as exc:
         print(f"llmzip: {exc}", file=sys.stderr)

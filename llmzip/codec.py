@@ -780,6 +780,35 @@ class Codec:
             source = io.BytesIO(source)
         return b"".join(self.iter_decompress_range(source, start, end, progress))
 
+    # ------------------------------------------------------------------------------------------
+    # One block at a time, for callers that cut, order and write blocks themselves
+    # (llmzip.distributed codes them in other processes)
+
+    def file_header(self) -> Header:
+        """The header of the files this codec writes: blocks from `encode_block` belong under it."""
+        return self._header()
+
+    def encode_block(self, data: bytes, stats: Stats | None = None,
+                     progress: ProgressCallback | None = None) -> Block:
+        """Code `data` as one block, exactly as the compressor codes it (its raw_start is set when
+        written, by `ContainerWriter.add`); progress counts the block's own bytes and tokens."""
+        stats = stats if stats is not None else Stats()
+        tokens_before = stats.tokens
+
+        def on_step(done: int, total: int) -> None:
+            if progress is not None:
+                progress(Progress(int(done / total * len(data)) if total else len(data), tokens_before + done))
+
+        with _coding(self.threads, self.batch, compressing=True):
+            return self._encode_block(data, stats, on_step)
+
+    def decode_block(self, block: Block, header: Header, stats: Stats | None = None,
+                     progress: ProgressCallback | None = None) -> bytes:
+        """Decode one block read elsewhere, checked against its CRC-32, under a header that passed
+        `check_header`; progress counts the block's original bytes and tokens."""
+        stats = stats if stats is not None else Stats()
+        return self._decode_counted(block, header, stats, progress, 0, block.raw_len)
+
 
 @contextlib.contextmanager
 def _coding(threads: int, batch: int, compressing: bool) -> Iterator[None]:

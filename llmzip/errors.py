@@ -24,3 +24,7 @@ class ModelMismatchError(ModelError):
 
 class UnsupportedParameterError(LLMZipError):
     """A parameter (device, dtype, quantizer, coder) cannot reproduce what the file needs."""
+
+
+class MissingExtraError(LLMZipError, ImportError):
+    """An optional feature's packages are not installed; the message names the extra to install."""

@@ -69,6 +69,7 @@ import torch
 from .baselines import run_baselines
 from .capacity import BIAS, capacity_from_samples, information_capacity, text_bits_per_token
 from .flops import flops_per_token
+from .samples import Sample, expand_inputs, iter_samples
 
 log = logging.getLogger(__name__)
 
@@ -83,6 +84,8 @@ __all__ = [
     "paper_estimate",
     "PaperEstimate",
     "summarize_models",
+    "sample_record",
+    "sample_baselines",
     "PAPER_SAMPLE_TOKENS",
 ]
 
@@ -108,7 +111,8 @@ class BenchRecord:
     kind: str  # "llmzip" or "baseline"
     settings: str
     original_bytes: int
-    file_bytes: int  # the whole file's size; original_bytes is the slice measured
+    file_bytes: int  # the whole file's (or document's) size; original_bytes is the slice measured
+    sample: int | None = None  # the document's number in a corpus file (bench --text-field); None: the whole file
     compressed_bytes: int | None = None
     bits_per_byte: float | None = None
     round_trip_verified: bool = False
@@ -306,26 +310,6 @@ class _PeakMemory:
 
 # ---------------------------------------------------------------------------------------------
 # Inputs
-
-
-def expand_inputs(inputs: Iterable[str | os.PathLike]) -> list[Path]:
-    """Files as given; a folder stands for the files in it and below it, sorted by path.
-
-    Hidden files (names starting with a dot) in folders are skipped. A missing path raises
-    FileNotFoundError.
-    """
-    files: list[Path] = []
-    for item in inputs:
-        path = Path(item)
-        if path.is_dir():
-            found = sorted(p for p in path.rglob("*") if p.is_file()
-                           and not any(part.startswith(".") for part in p.relative_to(path).parts))
-            files.extend(found)
-        elif path.is_file():
-            files.append(path)
-        else:
-            raise FileNotFoundError(f"{path}: no such file or directory")
-    return files
 
 
 def _read(path: Path, sample_bytes: int | None) -> tuple[bytes, int]:
@@ -558,37 +542,52 @@ def bench(inputs: Sequence[str | os.PathLike], models: Sequence[Any] = (None,), 
           batch: int | None = None, device: str | None = None, dtype: str | None = None,
           sample_bytes: int | None = None, baselines: bool = True, baseline_repeats: int = 3,
           paper_mode: bool = False, bias: float = BIAS["default"], verify: bool = True,
-          progress: ProgressCallback | None = None) -> list[BenchRecord]:
+          text_field: str | None = None, progress: ProgressCallback | None = None) -> list[BenchRecord]:
     """Measure every model (and the classic compressors) on every input.
 
     ``inputs``: files or folders (a folder stands for its files, sorted). ``models``: specs for
     :func:`llmzip.load_model` (None: the embedded default) or loaded models; each is loaded
-    once. ``sample_bytes``: measure only the first N bytes of each file. Every llmzip output is
-    decompressed and compared with the input unless ``verify`` is False (then no decompress
-    speed either). Records come file by file: the models in the order given, then the
-    baselines (gzip, bzip2, xz, zstd, brotli). See the module docstring for each figure.
+    once. ``sample_bytes``: measure only the first N bytes of each file. ``text_field``: the
+    inputs are JSONL or Parquet corpora, and each document (its text in that field) is measured
+    as a sample of its own (:mod:`llmzip.measure.samples`). Every llmzip output is decompressed
+    and compared with the input unless ``verify`` is False (then no decompress speed either).
+    Records come sample by sample: the models in the order given, then the baselines (gzip,
+    bzip2, xz, zstd, brotli). See the module docstring for each figure.
     """
     from ..codec import Codec
 
     if sample_bytes is not None and sample_bytes < 1:
         raise ValueError(f"sample_bytes must be positive, got {sample_bytes!r}")
-    files = expand_inputs(inputs)
-    if not files:
-        raise FileNotFoundError("no input files")
-    payloads = [(str(p), *_read(p, sample_bytes)) for p in files]
-    records: dict[str, list[BenchRecord]] = {name: [] for name, _, _ in payloads}
+    samples = list(iter_samples(inputs, text_field, sample_bytes))
+    records: list[list[BenchRecord]] = [[] for _ in samples]
     for spec in models or (None,):
         loaded, load_seconds = _load(spec, device, dtype)
         codec = Codec(loaded, context=context, batch=batch)
-        for name, data, size in payloads:
-            log.info("bench: %s on %s (%d bytes)", loaded.name, name, len(data))
-            records[name].append(_model_record(codec, _spec_text(spec), name, data, size,
-                                               load_seconds=load_seconds, bias=bias, paper_mode=paper_mode,
-                                               verify=verify, progress=progress))
+        for sample, rs in zip(samples, records):
+            log.info("bench: %s on %s (%d bytes)", loaded.name, sample.file, len(sample.data))
+            rs.append(sample_record(codec, _spec_text(spec), sample, load_seconds=load_seconds, bias=bias,
+                                    paper_mode=paper_mode, verify=verify, progress=progress))
     if baselines:
-        for name, data, size in payloads:
-            records[name].extend(_baseline_records(name, data, size, baseline_repeats))
-    return [r for name, _, _ in payloads for r in records[name]]
+        for sample, rs in zip(samples, records):
+            rs.extend(sample_baselines(sample, baseline_repeats))
+    return [r for rs in records for r in rs]
+
+
+def sample_record(codec, spec: str | None, sample: Sample, *, load_seconds: float, bias: float, paper_mode: bool,
+                  verify: bool, progress: ProgressCallback | None) -> BenchRecord:
+    """One model's record on one sample (a file, or a corpus document)."""
+    rec = _model_record(codec, spec, sample.file, sample.data, sample.size, load_seconds=load_seconds, bias=bias,
+                        paper_mode=paper_mode, verify=verify, progress=progress)
+    rec.sample = sample.index
+    return rec
+
+
+def sample_baselines(sample: Sample, repeats: int) -> list[BenchRecord]:
+    """The classic compressors' records on one sample."""
+    records = _baseline_records(sample.file, sample.data, sample.size, repeats)
+    for r in records:
+        r.sample = sample.index
+    return records
 
 
 def context_sweep(input: str | os.PathLike, model: Any = None, contexts: Sequence[int] = (128, 256, 512), *,
@@ -623,22 +622,38 @@ def summarize_models(records: Iterable[BenchRecord]) -> list[dict[str, Any]]:
     ``ts = 8 * sum(text_bytes) / sum(tokens)``, real and estimate bits per token likewise, and
     the information capacity from each; the paper-mode capacity, where present, from the
     per-sample means weighted as :func:`paper_estimate` does (samples pooled across files).
+    Records are read once and only their sums kept, so any number of them (a corpus's rows,
+    streamed from a file) can be pooled.
     """
-    groups: dict[tuple, list[BenchRecord]] = {}
+    groups: dict[tuple, dict[str, Any]] = {}
     for r in records:
-        if r.kind == "llmzip" and r.tokens:
-            groups.setdefault((r.compressor, r.context, r.settings), []).append(r)
+        if r.kind != "llmzip" or not r.tokens:
+            continue
+        g = groups.get((r.compressor, r.context, r.settings))
+        if g is None:
+            g = groups[(r.compressor, r.context, r.settings)] = dict(
+                files=0, tokens=0, text=0, comp=0, orig=0, ce=[], flops=r.flops_per_token, bias=r.bias,
+                paper_n=0, paper_scored=0, paper_ts=[], paper_nll=[], paper_flops=None)
+        g["files"] += 1
+        g["tokens"] += r.tokens
+        g["text"] += r.text_bytes
+        g["comp"] += r.compressed_bytes
+        g["orig"] += r.original_bytes
+        g["ce"].append(r.cross_entropy_bits)
+        if r.paper_samples:
+            g["paper_n"] += r.paper_samples
+            g["paper_scored"] += r.paper_scored_tokens
+            g["paper_ts"].append(r.paper_text_bits_per_token * r.paper_samples)
+            g["paper_nll"].append(r.paper_nll_bits_per_token * r.paper_scored_tokens)
+            if g["paper_flops"] is None:
+                g["paper_flops"] = r.paper_flops_per_token
     out = []
-    for (name, ctx, settings), rs in groups.items():
-        tokens = sum(r.tokens for r in rs)
-        text = sum(r.text_bytes for r in rs)
-        comp = sum(r.compressed_bytes for r in rs)
-        ce = math.fsum(r.cross_entropy_bits for r in rs)
-        orig = sum(r.original_bytes for r in rs)
-        flops, bias = rs[0].flops_per_token, rs[0].bias
-        ts, real, est = 8.0 * text / tokens, 8.0 * comp / tokens, ce / tokens
+    for (name, ctx, settings), g in groups.items():
+        tokens, comp, orig, flops, bias = g["tokens"], g["comp"], g["orig"], g["flops"], g["bias"]
+        ce = math.fsum(g["ce"])
+        ts, real, est = 8.0 * g["text"] / tokens, 8.0 * comp / tokens, ce / tokens
         row = {
-            "compressor": name, "context": ctx, "settings": settings, "files": len(rs),
+            "compressor": name, "context": ctx, "settings": settings, "files": g["files"],
             "original_bytes": orig, "compressed_bytes": comp, "tokens": tokens,
             "bits_per_byte": 8.0 * comp / orig, "estimate_bits_per_byte": ce / orig,
             "flops_per_token": flops, "log2_flops_per_token": math.log2(flops), "bias": bias,
@@ -646,14 +661,11 @@ def summarize_models(records: Iterable[BenchRecord]) -> list[dict[str, Any]]:
             "capacity_real": information_capacity(ts, real, flops, bias),
             "capacity_estimate": information_capacity(ts, est, flops, bias),
         }
-        paper = [r for r in rs if r.paper_samples]
-        if paper:
-            n = sum(r.paper_samples for r in paper)
-            scored = sum(r.paper_scored_tokens for r in paper)
-            p_ts = math.fsum(r.paper_text_bits_per_token * r.paper_samples for r in paper) / n
-            p_nll = math.fsum(r.paper_nll_bits_per_token * r.paper_scored_tokens for r in paper) / scored
-            p_flops = paper[0].paper_flops_per_token
-            row.update(paper_samples=n, paper_text_bits_per_token=p_ts, paper_nll_bits_per_token=p_nll,
+        if g["paper_n"]:
+            p_ts = math.fsum(g["paper_ts"]) / g["paper_n"]
+            p_nll = math.fsum(g["paper_nll"]) / g["paper_scored"]
+            p_flops = g["paper_flops"]
+            row.update(paper_samples=g["paper_n"], paper_text_bits_per_token=p_ts, paper_nll_bits_per_token=p_nll,
                        paper_flops_per_token=p_flops,
                        paper_capacity=information_capacity(p_ts, p_nll, p_flops, bias))
         out.append(row)

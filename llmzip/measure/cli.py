@@ -36,7 +36,7 @@ def add_bench_parser(sub) -> argparse.ArgumentParser:
         description="Compress each file with each model (round trip verified) and with the classic "
                     "compressors, and report real bits per byte, the model's cross-entropy estimate, the "
                     "coding overhead, speed, memory and information capacity.")
-    p.add_argument("inputs", nargs="+", metavar="FILE_OR_FOLDER", help="files, or folders of files")
+    p.add_argument("inputs", nargs="*", metavar="FILE_OR_FOLDER", help="files, or folders of files")
     p.add_argument("-m", "--model", action="append", default=None, metavar="MODEL",
                    help="model folder, .gguf file or hub id; repeat for several (default: the embedded SmolLM2-135M)")
     p.add_argument("--context", type=int, default=512, help="tokens per window (default 512)")
@@ -60,6 +60,17 @@ def add_bench_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("--json", default=None, metavar="PATH", help="write every field and the environment as JSON")
     p.add_argument("--csv", default=None, metavar="PATH", help="write every field as CSV (one row per record)")
     p.add_argument("--plot", default=None, metavar="DIR", help="write PNG charts into DIR")
+    p.add_argument("--text-field", default=None, metavar="NAME",
+                   help="the inputs are .jsonl, .jsonl.gz or .parquet corpora with one document per line or row, "
+                        "its text in field NAME: each document is measured as a sample of its own")
+    p.add_argument("--jsonl", default=None, metavar="PATH",
+                   help="append one JSON row per sample and compressor to PATH as each is measured; a rerun skips "
+                        "the rows already there, and the figures pooled over all rows are printed")
+    p.add_argument("--ray", nargs="?", const="local", default=None, metavar="ADDRESS",
+                   help="measure on a Ray cluster (with --jsonl): started here when no ADDRESS is given, 'auto' to "
+                        "join the cluster of this machine; needs pip install 'llmzip[ray]'")
+    p.add_argument("--workers", type=int, default=None, metavar="N",
+                   help="Ray workers per model (default: one per GPU of the cluster, else one per --threads CPUs)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar and no table")
     return p
 
@@ -93,6 +104,25 @@ def _parse_sweep(text: str | None) -> list[int]:
 
 
 def _check(args) -> None:
+    if args.ray is not None:
+        from ..distributed import is_address
+
+        if not is_address(args.ray):  # argparse took the first input for --ray's address
+            args.inputs.insert(0, args.ray)
+            args.ray = "local"
+    if not args.inputs:
+        raise _Usage("no input files given")
+    if args.ray is not None and not args.jsonl:
+        raise _Usage("--ray writes one row per sample and model: add --jsonl PATH (a rerun skips the rows there)")
+    if args.jsonl:
+        extra = [o for o, v in (("--sweep", args.sweep), ("--json", args.json), ("--csv", args.csv),
+                                ("--plot", args.plot)) if v]
+        if extra:
+            raise _Usage(f"{extra[0]} needs every record in memory; with --jsonl the rows are in the JSONL file")
+    if args.sweep and args.text_field:
+        raise _Usage("--sweep measures whole files, not the documents of --text-field")
+    if args.workers is not None and args.workers < 1:
+        raise _Usage("--workers must be a positive number")
     if args.context < 1:
         raise _Usage("--context must be a positive number")
     if args.batch is not None and args.batch < 1:
@@ -178,11 +208,12 @@ def format_records(records) -> str:
               "verified"]
     rows = []
     for r in records:
+        name = Path(r.file).name + ("" if r.sample is None else f"#{r.sample}")
         if r.skipped:
-            rows.append([Path(r.file).name, r.compressor, str(r.original_bytes)] + ["-"] * 14 + ["skipped"])
+            rows.append([name, r.compressor, str(r.original_bytes)] + ["-"] * 14 + ["skipped"])
             continue
         rows.append([
-            Path(r.file).name, r.compressor, str(r.original_bytes), _fmt(r.tokens, "d"),
+            name, r.compressor, str(r.original_bytes), _fmt(r.tokens, "d"),
             _fmt(r.bytes_per_token, ".2f"), _fmt(r.compressed_bytes, "d"), _fmt(r.header_bytes, "d"),
             _fmt(r.side_bytes, "d"), _fmt(r.bits_per_byte, ".3f"), _fmt(r.estimate_bits_per_byte, ".3f"),
             "-" if r.overhead is None else f"{100 * r.overhead:+.2f}%",
@@ -333,6 +364,17 @@ def run_bench(args) -> int:
     except _Usage as exc:
         print(f"llmzip: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    if args.ray is not None:
+        from ..distributed import require_ray
+        from ..errors import MissingExtraError
+
+        try:
+            require_ray()
+        except MissingExtraError as exc:
+            print(f"llmzip: {exc}", file=sys.stderr)
+            return EXIT_USAGE
+    if args.jsonl:
+        return _run_corpus(args, bias)
     from .bench import bench, context_sweep, environment, expand_inputs, summarize_models
 
     if args.threads is not None:
@@ -353,7 +395,8 @@ def run_bench(args) -> int:
             return EXIT_ERROR
         records = bench(files, models, context=args.context, batch=args.batch, device=args.device,
                         dtype=args.dtype, sample_bytes=args.sample_bytes, baselines=args.baselines,
-                        baseline_repeats=args.repeats, paper_mode=args.paper, bias=bias, progress=bar)
+                        baseline_repeats=args.repeats, paper_mode=args.paper, bias=bias, text_field=args.text_field,
+                        progress=bar)
         sweep_records = []
         if sweep:
             for spec in models:
@@ -391,7 +434,8 @@ def run_bench(args) -> int:
                 "options": {"inputs": [str(x) for x in args.inputs], "models": [m for m in models],
                             "context": args.context, "batch": args.batch, "device": args.device,
                             "dtype": args.dtype, "sample_bytes": args.sample_bytes, "baselines": args.baselines,
-                            "repeats": args.repeats, "threads": args.threads, "paper": args.paper, "bias": bias, "sweep": sweep},
+                            "repeats": args.repeats, "threads": args.threads, "paper": args.paper, "bias": bias,
+                            "sweep": sweep, "text_field": args.text_field},
                 "environment": env,
                 "seconds": elapsed,
                 "records": [r.as_dict() for r in records],
@@ -408,3 +452,62 @@ def run_bench(args) -> int:
         print(f"llmzip: {name + ': ' if name else ''}{exc.strerror or exc}", file=sys.stderr)
         return EXIT_ERROR
     return EXIT_OK
+
+
+def _run_corpus(args, bias: float) -> int:
+    """`bench --jsonl` (with or without --ray): rows appended as measured, the rest skipped on a
+    rerun, the figures pooled over every row printed."""
+    from ..cli import _ProgressBar
+    from ..codec import Progress
+    from ..errors import LLMZipError
+    from .corpus import measure_corpus
+
+    started_ray = False
+    bar = _ProgressBar(not args.quiet, None, "bench")
+    try:
+        if args.ray is not None:
+            from ..distributed import connect
+
+            started_ray = connect(None if args.ray == "local" else args.ray)
+        elif args.threads is not None:
+            import torch
+
+            torch.set_num_threads(args.threads)
+        result = measure_corpus(
+            args.inputs, args.jsonl, args.model or [None], text_field=args.text_field,
+            sample_bytes=args.sample_bytes, baselines=args.baselines, baseline_repeats=args.repeats,
+            paper_mode=args.paper, bias=bias, ray=args.ray is not None, workers=args.workers,
+            cpus_per_worker=args.threads, progress=lambda done, tokens: bar(Progress(done, tokens)),
+            context=args.context, batch=args.batch, device=args.device, dtype=args.dtype)
+    except (LLMZipError, ValueError, RuntimeError) as exc:
+        bar.close()
+        print(f"llmzip: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    except OSError as exc:
+        bar.close()
+        name = getattr(exc, "filename", None)
+        print(f"llmzip: {name + ': ' if name else ''}{exc.strerror or exc}", file=sys.stderr)
+        return EXIT_ERROR
+    finally:
+        bar.close()
+        if started_ray:
+            import ray
+
+            ray.shutdown()
+    if not args.quiet:
+        print(f"{args.jsonl}: {result.rows_before} rows were there, {result.rows_written} written")
+        print(format_pooled(result.models, result.baselines))
+    return EXIT_OK
+
+
+def format_pooled(models: list[dict], baselines: list[dict]) -> str:
+    """Bits per byte and information capacity pooled over every row: sums of bytes and tokens, not
+    means of ratios."""
+    header = ["compressor", "settings", "samples", "bytes", "compressed", "bpb", "est bpb", "IC real", "IC est",
+              "paper IC"]
+    rows = [[s["compressor"], s["settings"], str(s["files"]), str(s["original_bytes"]), str(s["compressed_bytes"]),
+             f"{s['bits_per_byte']:.4f}", f"{s['estimate_bits_per_byte']:.4f}", f"{s['capacity_real']:.4f}",
+             f"{s['capacity_estimate']:.4f}", _fmt(s.get("paper_capacity"), ".4f")] for s in models]
+    rows += [[b["compressor"], "", str(b["files"]), str(b["original_bytes"]), str(b["compressed_bytes"]),
+              _fmt(b["bits_per_byte"], ".4f"), "-", "-", "-", "-"] for b in baselines]
+    return _table(rows, header)
