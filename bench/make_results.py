@@ -567,6 +567,8 @@ def boundary_section(path: Path) -> str:
         return "\n".join(lines) + "\n"
     r = json.loads(path.read_text())
     env, st = r["environment"], r["settings"]
+    tokens_per_byte = r["rows"][0]["tokens"] / st["bytes"]
+    lanes_per_mib = tokens_per_byte * (1 << 20) / st["lane_tokens"]
     lines += [
         f"- date: {r['date']}; machine: {env['cpu']}, {env['threads']} torch threads; torch {env['torch']}, "
         f"llmzip {env['llmzip']}; model {st['model']}",
@@ -577,9 +579,12 @@ def boundary_section(path: Path) -> str:
               [[row["layout"], str(row["blocks"]), str(row["lanes"]), str(row["tokens"]), str(row["compressed_bytes"]),
                 f(row["bits_per_byte"], ".4f")] for row in r["rows"]]),
         "",
-        f"A lane start costs {r['bytes_per_lane_start']:.1f} bytes and a block boundary {r['bytes_per_block_boundary']} "
-        f"bytes (its lane start, framing and index entry): over a block of the default "
-        f"{st['default_block_bytes'] >> 20} MiB that is {r['block_boundary_share_of_default_block']:.5f} bits per byte.",
+        f"A lane start costs {r['bytes_per_lane_start']:.1f} bytes. Cutting the text into two blocks (one lane each) "
+        f"costs {r['bytes_per_block_boundary']} bytes more than one block of the same two lanes (framing, index entry, "
+        f"and where the second lane starts): over a block of the default {st['default_block_bytes'] >> 20} MiB, "
+        f"{r['block_boundary_share_of_default_block']:.5f} bits per byte. At this level's {lanes_per_mib:.0f} lane starts "
+        f"per MiB of such text (its {tokens_per_byte:.3f} tokens per byte), lane starts cost "
+        f"{8 * lanes_per_mib * r['bytes_per_lane_start'] / (1 << 20):.4f} bits per byte.",
     ]
     return "\n".join(lines) + "\n"
 
