@@ -221,8 +221,16 @@ def _wait_for_temp(folder: Path, proc: subprocess.Popen, timeout: float = 300) -
     raise AssertionError("no temporary output file appeared")
 
 
+def _default_sigint() -> None:
+    # A shell that starts the test run in the background (`pytest &`) has it ignore SIGINT, and a
+    # child inherits that: Python then installs no KeyboardInterrupt handler. The user's terminal
+    # is the case tested here, so the child starts with SIGINT's default disposition.
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _interrupt(cmd: list[str], folder: Path, sig: int) -> tuple[int, bytes]:
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=_env())
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=_env(),
+                            preexec_fn=_default_sigint)
     try:
         _wait_for_temp(folder, proc)
         time.sleep(0.3)  # well inside the coding loop
