@@ -66,27 +66,45 @@ class Scale(NamedTuple):
     exponent: torch.Tensor
 
     def times(self, other: "Scale") -> "Scale":
-        mantissa, shift = arith.normalize(self.mantissa * other.mantissa, MANTISSA_BITS)
+        # Mantissas have at most 13 bits, so the product (below 2^26) is exact in float64.
+        mantissa, shift = arith.normalize_small(self.mantissa * other.mantissa, MANTISSA_BITS)
         return Scale(mantissa, self.exponent + other.exponent + shift)
 
 
-def quantize_rows(values: torch.Tensor, fraction: int | torch.Tensor, levels: int = INT8_LEVELS
-                  ) -> tuple[torch.Tensor, Scale]:
-    """Integers in [-levels, levels] per row (int8 for 127 levels, int16 for 32,639) and each row's scale.
+class Activations(NamedTuple):
+    """A linear layer's input: the integer rows of `quantize_rows` flattened to (R, K) as int8, or
+    for 16-bit levels as their int8 halves stacked (2R, K) (`arith.split_int16`); the leading
+    shape of the R rows; and each row's scale, flattened to (R,)."""
+
+    rows: torch.Tensor
+    halves: bool
+    shape: tuple[int, ...]
+    scale: Scale
+
+
+def quantize_rows(values: torch.Tensor, fraction: int | torch.Tensor, levels: int = INT8_LEVELS) -> Activations:
+    """Integers in [-levels, levels] per row (int8 for 127 levels, 16-bit up to 32,639) and each row's scale.
 
     Rows are first shifted down to at most 46 - log2(levels + 1) bits (far beyond the result's
     precision). Then q = round(v * r / 2^s) with r = floor(levels * 2^s / max|v|) and
     s = bit_length(max|v|) + 16: one division per row, not per element, and |q| <= levels because
     r * max|v| <= levels * 2^s. One step of q is 2^s / r units of v, kept as a dyadic scale.
+    (With m = max|v| and k = 46 - log2(levels + 1): the shift max(bit_length(max(m, 1)) - k, 0)
+    is bit_length(m >> k), and max(m, 1) >> shift is max(m >> shift, 1).)
     """
-    amax = values.abs().amax(dim=-1).clamp(min=1)
-    down = (arith.bit_length(amax) - (46 - levels.bit_length())).clamp(min=0)
-    values, amax = values >> down[..., None], amax >> down
-    shift = arith.bit_length(amax) + 16
-    r = torch.div(torch.bitwise_left_shift(torch.full_like(amax, levels), shift), amax, rounding_mode="floor")
-    q = arith.shift_round(values * r[..., None], shift[..., None])
-    mantissa, extra = arith.normalize(arith.div_round(torch.full_like(r, 1 << 55), r), MANTISSA_BITS)
-    return q.to(torch.int8 if levels <= INT8_LEVELS else torch.int16), Scale(mantissa, extra + shift - 55 + down - fraction)
+    shape = values.shape[:-1]
+    values = values.reshape(-1, values.shape[-1])
+    amax = values.abs().amax(dim=-1)
+    down = arith.bit_length_small(amax >> (46 - levels.bit_length()))
+    values, amax = values >> down[:, None], (amax >> down).clamp_(min=1)
+    shift = arith.bit_length_small(amax) + 16
+    r = torch.div(torch.bitwise_left_shift(levels, shift), amax, rounding_mode="floor")
+    q = arith.shift_round_(values.mul_(r[:, None]), shift[:, None])  # below levels * 2^s < 2^62
+    mantissa, extra = arith.normalize_small(arith.div_round(torch.full_like(r, 1 << 55), r), MANTISSA_BITS)
+    scale = Scale(mantissa, extra + shift - 55 + down - fraction)
+    if levels <= INT8_LEVELS:
+        return Activations(q.to(torch.int8), False, shape, scale)
+    return Activations(arith.split_int16(q), True, shape, scale)
 
 
 def apply_scales(acc: torch.Tensor, rows: Scale, columns: torch.Tensor, column_exponent: int,
@@ -95,6 +113,7 @@ def apply_scales(acc: torch.Tensor, rows: Scale, columns: torch.Tensor, column_e
 
     |acc| < 2^33 (16-bit activations, int8 weights, K <= 2048) and 12-bit mantissas (13 with
     log2 e folded in) keep the product below 2^59; the shift is per row only.
+    (`Linear` computes the same integers from the halves' int32 products without forming acc.)
     """
     shift = -(rows.exponent + column_exponent + fraction)
     product = acc.mul_(columns).mul_(rows.mantissa[..., None])  # in place: acc is the product's fresh output
@@ -107,6 +126,10 @@ def _fixed(tensor: torch.Tensor, fraction: int) -> torch.Tensor:
     return torch.round(tensor.detach().to("cpu", torch.float32) * float(1 << fraction)).long()
 
 
+_HEAD_ROWS = 32  # rows per output-layer block: (2 x 32) x 49,152 int32 products and 32 x 49,152 int64
+                 # logits stay below glibc's 32 MiB mmap threshold, so blocks reuse memory
+
+
 @dataclass
 class Linear:
     """int8 weights (transposed) and per-channel scales mantissa * 2^exponent with one exponent for
@@ -117,6 +140,9 @@ class Linear:
     exponent: int
     bias: torch.Tensor | None  # fixed point FRACTION
     _weight_float: torch.Tensor | None = None
+
+    def __post_init__(self):
+        self.mantissa_256 = self.mantissa * 256  # the high halves' column factor
 
     @classmethod
     def from_float(cls, weight: torch.Tensor, bias: torch.Tensor | None, device: torch.device,
@@ -142,9 +168,39 @@ class Linear:
             self._weight_float = self.weight_t.float()
         return self._weight_float
 
-    def __call__(self, x: torch.Tensor, scale: Scale) -> torch.Tensor:
-        y = apply_scales(arith.int_matmul(x, self.weight_t, self.weight_float), scale, self.mantissa, self.exponent)
-        return y if self.bias is None else y + self.bias
+    def __call__(self, x: Activations, out: torch.Tensor | None = None) -> torch.Tensor:
+        """x @ W^T in fixed point FRACTION: round(acc * row scale * column scale), as `apply_scales`.
+
+        With acc = 256 hi + lo for 16-bit rows, acc * c = hi * (256 c) + lo * c: the same integer
+        (no partial product exceeds acc * c's bound), read straight from the halves' int32
+        products. `out` (R, N) int64 receives the result if given.
+        """
+        acc = arith.int8_products(x.rows, self.weight_t, self.weight_float)
+        count = x.scale.mantissa.shape[0]
+        if x.halves:
+            y = torch.mul(acc[:count], self.mantissa_256, out=out)
+            y.addcmul_(acc[count:], self.mantissa)
+        else:
+            y = torch.mul(acc, self.mantissa, out=out)
+        y.mul_(x.scale.mantissa[:, None])
+        arith.shift_round_(y, (-(self.exponent + FRACTION) - x.scale.exponent).clamp_(0, 62)[:, None])
+        if self.bias is not None:
+            y += self.bias
+        return y.view(*x.shape, y.shape[-1])
+
+    def blocked(self, x: Activations, block: int = _HEAD_ROWS) -> torch.Tensor:
+        """`__call__` a block of rows at a time into one output (every row is computed alone)."""
+        count = x.scale.mantissa.shape[0]
+        if count <= block:
+            return self(x)
+        out = torch.empty((count, self.weight_t.shape[1]), dtype=torch.int64, device=self.weight_t.device)
+        for first in range(0, count, block):
+            last = min(count, first + block)
+            rows = (torch.cat([x.rows[first:last], x.rows[count + first : count + last]]) if x.halves
+                    else x.rows[first:last])
+            part = Activations(rows, x.halves, (last - first,), Scale(x.scale.mantissa[first:last], x.scale.exponent[first:last]))
+            self(part, out=out[first:last])
+        return out.view(*x.shape, out.shape[-1])
 
 
 @dataclass
@@ -173,27 +229,27 @@ class RMSNorm:
         return cls(q.to(device), Scale(mantissa.to(device), (shift - 40 - 20).to(device)),
                    torch.tensor(eps_units, dtype=torch.int64, device=device), dim)
 
-    def __call__(self, h: torch.Tensor, levels: int) -> tuple[torch.Tensor, Scale]:
+    def __call__(self, h: torch.Tensor, levels: int) -> Activations:
         """Integer rows (see `quantize_rows`) of norm(h) * g and their scales, for h in fixed point
         FRACTION (|h| < 2^41)."""
-        peak = arith.bit_length(h.abs().amax(dim=-1).clamp(min=1))
-        # Sum of squares on h >> s, s chosen so each square and the row's sum stay below 2^61.
+        # Sum of squares on h >> s, s chosen so each square and the row's sum stay below 2^61:
+        # s = max(bit_length(max|h|) - square_bits, 0) = bit_length(max|h| >> square_bits).
         square_bits = (60 - (self.dim - 1).bit_length()) // 2
-        s = (peak - square_bits).clamp(min=0)
+        s = arith.bit_length_small(h.abs().amax(dim=-1) >> square_bits)
         hs = h >> s[..., None]
-        total = (hs * hs).sum(dim=-1) + self.eps_units[s]  # = D * (mean(h^2) + eps) / 4^s, in h's units
+        total = (hs * hs).sum(dim=-1) + arith.gather(self.eps_units, s)  # = D * (mean(h^2) + eps) / 4^s, in h's units
         # inv_rms = 2^(FRACTION - s) * sqrt(D / total), as a dyadic number: total ~= m * 2^e with
         # e even, so sqrt(total / D) = sqrt(m * 2^20 / D) * 2^((e - 20) / 2).
         m, e = arith.normalize(total, 40)
         odd = e & 1
         m, e = m << odd, e - odd
         root = arith.isqrt(arith.div_round(m << 20, self.dim))  # about 2^25 / sqrt(D) * 2^5
-        inv = Scale(*arith.normalize(arith.div_round(torch.full_like(root, 1 << 60), root), MANTISSA_BITS))
+        inv = Scale(*arith.normalize_small(arith.div_round(torch.full_like(root, 1 << 60), root), MANTISSA_BITS))
         inv = Scale(inv.mantissa, inv.exponent - 60 - (e - 20) // 2 + FRACTION - s)
         # Rows of h * g (|h| < 2^41 and |g| <= 2^20: below 2^61); real h * g = u * 2^-FRACTION * weight_scale.
-        q, row_scale = quantize_rows(h * self.weight, FRACTION, levels)
-        weight_scale = Scale(self.weight_scale.mantissa.expand_as(s), self.weight_scale.exponent.expand_as(s))
-        return q, row_scale.times(inv).times(weight_scale)
+        x = quantize_rows(h * self.weight, FRACTION, levels)
+        inv = Scale(inv.mantissa.reshape(-1), inv.exponent.reshape(-1))
+        return x._replace(scale=x.scale.times(inv).times(self.weight_scale))
 
 
 class KVCache:
@@ -280,16 +336,24 @@ class PortableLlama:
         return KVCache(len(self.layers), rows, self.kv_heads, context, self.head_dim, self.device)
 
     def _rotary_tables(self, positions: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """cos and sin tables; sin with its first half negated, so that a rotation is
+        x * cos + roll(x, half) * sin (Llama's rotate_half is (-x2, x1) = roll(x, half) with the
+        first half negated)."""
         if self._rotary is None or self._rotary[0].shape[0] < positions:
             size = max(positions, 512)
             cos, sin = arith.rotary_tables(size, self.head_dim, self.theta, self.position_scale, ROTARY_BITS)
+            half = self.head_dim // 2
+            sin = torch.cat([-sin[:, :half], sin[:, half:]], dim=1)
             self._rotary = (cos.to(self.device), sin.to(self.device))
         return self._rotary
 
-    def _rotate(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    def _rotate(self, x: torch.Tensor, cos: torch.Tensor, signed_sin: torch.Tensor) -> torch.Tensor:
+        """Rotary embedding of x (..., T, heads, dim) with tables (T, dim): x * cos + rotate_half(x)
+        * sin, rounded to the activations' fixed point and clamped."""
         half = x.shape[-1] // 2
-        turned = torch.cat([-x[..., half:], x[..., :half]], dim=-1)
-        return arith.shift_round(x * cos + turned * sin, ROTARY_BITS).clamp(-_QK_LIMIT, _QK_LIMIT)
+        turned = torch.roll(x, half, dims=-1).mul_(signed_sin[:, None])
+        rotated = turned.addcmul_(x, cos[:, None])
+        return arith.shift_round(rotated, ROTARY_BITS).clamp_(-_QK_LIMIT, _QK_LIMIT)
 
     def forward(self, tokens: torch.Tensor, cache: KVCache | None = None) -> torch.Tensor:
         """Logits (rows, T, V) in bits, fixed point FRACTION, for `tokens` (rows, T).
@@ -313,60 +377,74 @@ class PortableLlama:
         cos, sin = cos_all[start:end], sin_all[start:end]
         key_positions = torch.arange(end, device=self.device)
         query_positions = torch.arange(start, end, device=self.device)
-        visible = key_positions[None, :] <= query_positions[:, None]  # (T, keys)
+        hidden = key_positions[None, :] > query_positions[:, None]  # (T, keys): what each query may not see
         if self.sliding_window is not None:
-            visible &= key_positions[None, :] > query_positions[:, None] - self.sliding_window
+            hidden |= key_positions[None, :] <= query_positions[:, None] - self.sliding_window
+        # A step without a sliding window sees every cached key: no mask at all (the same numbers).
+        masked = hidden if count > 1 or self.sliding_window is not None else None
         h = self.embed[tokens].long()  # (rows, T, D)
         heads, kv_heads, dim = self.heads, self.kv_heads, self.head_dim
         for index, (norm1, qkv, out, norm2, gate_up, down) in enumerate(self.layers):
-            x, scale = norm1(h, ACTIVATION_LEVELS["qkv"])
-            q, k, v = qkv(x, scale).split([heads * dim, kv_heads * dim, kv_heads * dim], dim=-1)
-            q = self._rotate(q.view(rows, count, heads, dim).transpose(1, 2), cos, sin)
-            k = self._rotate(k.view(rows, count, kv_heads, dim).transpose(1, 2), cos, sin)
-            v = v.view(rows, count, kv_heads, dim).transpose(1, 2).clamp(-_QK_LIMIT, _QK_LIMIT)
+            projected = qkv(norm1(h, ACTIVATION_LEVELS["qkv"]))
+            qk = self._rotate(projected[..., : (heads + kv_heads) * dim].view(rows, count, heads + kv_heads, dim), cos, sin)
+            q = qk[:, :, :heads].transpose(1, 2)
+            k = qk[:, :, heads:].transpose(1, 2)
+            v = projected[..., (heads + kv_heads) * dim :].view(rows, count, kv_heads, dim).transpose(1, 2)
+            v = v.clamp(-_QK_LIMIT, _QK_LIMIT)
             if cache is not None:
                 cache.keys[index, :, :, start:end] = k
                 cache.values[index, :, :, start:end] = v
                 k, v = cache.keys[index, :, :, :end], cache.values[index, :, :, :end]
-            attended = self._attend(q, k, v, visible)  # (rows, heads, T, dim)
+            attended = self._attend(q, k, v, masked)  # (rows, heads, T, dim)
             attended = attended.transpose(1, 2).reshape(rows, count, heads * dim)
-            h = (h + out(*quantize_rows(attended, FRACTION, ACTIVATION_LEVELS["o"]))).clamp(-_ACTIVATION_LIMIT, _ACTIVATION_LIMIT)
-            x, scale = norm2(h, ACTIVATION_LEVELS["gate_up"])
-            gate, up = gate_up(x, scale).clamp(-_MLP_LIMIT, _MLP_LIMIT).chunk(2, dim=-1)
-            mixed = arith.silu_fixed(gate, FRACTION) * up  # fixed point 2 * FRACTION, below 2^62
-            h = (h + down(*quantize_rows(mixed, 2 * FRACTION, ACTIVATION_LEVELS["down"]))).clamp(-_ACTIVATION_LIMIT, _ACTIVATION_LIMIT)
+            h.add_(out(quantize_rows(attended, FRACTION, ACTIVATION_LEVELS["o"]))).clamp_(-_ACTIVATION_LIMIT, _ACTIVATION_LIMIT)
+            gate, up = gate_up(norm2(h, ACTIVATION_LEVELS["gate_up"])).clamp_(-_MLP_LIMIT, _MLP_LIMIT).chunk(2, dim=-1)
+            mixed = arith.silu_fixed(gate, FRACTION).mul_(up)  # fixed point 2 * FRACTION, below 2^62
+            h.add_(down(quantize_rows(mixed, 2 * FRACTION, ACTIVATION_LEVELS["down"]))).clamp_(-_ACTIVATION_LIMIT, _ACTIVATION_LIMIT)
         if cache is not None:
             cache.length = end
-        x, scale = self.final_norm(h, ACTIVATION_LEVELS["lm_head"])
-        return self.lm_head(x, scale)
+        return self.lm_head.blocked(self.final_norm(h, ACTIVATION_LEVELS["lm_head"]))
 
-    def _attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, visible: torch.Tensor) -> torch.Tensor:
+    def _attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, hidden: torch.Tensor | None) -> torch.Tensor:
         """softmax(q k^T / sqrt(d)) v per head, in integers; k and v may have fewer heads (GQA).
 
         q is first scaled by log2(e) / sqrt(d), so q.k comes out as a base-2 exponent (fixed
         point 2 * FRACTION). |q|, |k| < 2^22 over at most 256 terms stays below 2^52: exact in
-        float64. The weights p (about 2^20 in total) times |v| < 2^22 stay below 2^43. Queries
-        go in blocks that read only the keys they may see, which halves a prefill's work and
-        changes no number (each query's row is computed alone).
+        float64, and so is q.k * 2^-22 computed from q * 2^-22 (a power-of-two scaling changes
+        no significand: every partial sum is a multiple of 2^-22 below 2^30). The scores
+        round(q.k / 2^22) are then floor(q.k * 2^-22 + 1/2), exact in float64 too, and so are
+        everything else up to the second product, all on integers: the max and the gaps
+        (below 2^31), the table's weights (below 2^31) and their sum (at most 2^30 per key, below
+        2^50 for up to 2^20 keys), the normalized weights round(w * r / 2^k) = floor(w * (r *
+        2^-k) + 1/2) with w * r < 2^48. The weights p (about 2^20 in total) times |v| < 2^22 stay
+        below 2^43. Queries go in blocks that read only the keys they may see, which halves a
+        prefill's work and changes no number (each query's row is computed alone).
         """
         rows, heads, count, dim = q.shape
         kv_heads, keys = k.shape[1], k.shape[2]
         group = heads // kv_heads
-        q = arith.shift_round(q * self.score_multiplier, arith.LOG2E_BITS).clamp(-_QK_LIMIT, _QK_LIMIT).double()
+        q = arith.shift_round(q * self.score_multiplier, arith.LOG2E_BITS).clamp_(-_QK_LIMIT, _QK_LIMIT).double()
+        q *= 2.0 ** -(2 * FRACTION - arith.EXP_FRACTION_BITS)
         # Grouped-query attention without copying keys and values: the `group` query heads that
         # share a key/value head are stacked along the query axis.
         q = q.view(rows, kv_heads, group, count, dim)
         k_t, v = k.transpose(-1, -2).double(), v.double()
+        table = arith.exp_table(q.device, torch.float64)
         outputs = []
         for first in range(0, count, _QUERY_BLOCK):
             last = min(count, first + _QUERY_BLOCK)
             seen = keys - count + last  # keys up to the block's last query position
             block = q[:, :, :, first:last].reshape(rows, kv_heads, group * (last - first), dim)
-            scores = torch.matmul(block, k_t[..., :seen]).long().view(rows, heads, last - first, seen)
-            scores = arith.shift_round(scores, 2 * FRACTION - arith.EXP_FRACTION_BITS)
-            weights = arith.softmax_weights(scores, visible[first:last, :seen])
-            r, shift = arith.reciprocal(weights.sum(dim=-1, keepdim=True), 18)
-            p = arith.shift_round(weights * r, shift - ATTENTION_BITS).double()
-            p = p.view(rows, kv_heads, group * (last - first), seen)
-            outputs.append(torch.matmul(p, v[:, :, :seen]).long().view(rows, heads, last - first, dim))
-        return arith.shift_round(torch.cat(outputs, dim=2), ATTENTION_BITS)
+            scores = torch.matmul(block, k_t[..., :seen]).view(rows, heads, last - first, seen)
+            scores = torch.floor_(scores.add_(0.5))  # round(q.k / 2^22), halves up
+            if hidden is not None:
+                scores.masked_fill_(hidden[first:last, :seen], float("-inf"))  # weight 0, not in the max
+            gaps = torch.sub(scores.amax(dim=-1, keepdim=True), scores, out=scores)
+            weights = arith.gather(table, gaps.clamp_(max=arith.EXP_TABLE_SIZE - 1).long())
+            r, shift = arith.reciprocal(weights.sum(dim=-1, keepdim=True).long(), 18)
+            # r * 2^-(shift - ATTENTION_BITS) as float64: the power of two from its bit pattern.
+            factor = r.double().mul_(torch.bitwise_left_shift(1023 - (shift - ATTENTION_BITS), 52).view(torch.float64))
+            p = torch.floor_(weights.mul_(factor).add_(0.5)).view(rows, kv_heads, group * (last - first), seen)
+            outputs.append(torch.matmul(p, v[:, :, :seen]).view(rows, heads, last - first, dim))
+        attended = outputs[0] if len(outputs) == 1 else torch.cat(outputs, dim=2)
+        return arith.shift_round(attended.long(), ATTENTION_BITS)
