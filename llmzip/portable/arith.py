@@ -185,9 +185,10 @@ def _int_mm_rows(x: torch.Tensor, weight_t: torch.Tensor) -> torch.Tensor:
 
 
 def split_int16(x: torch.Tensor) -> torch.Tensor:
-    """Integer rows (R, K) with |x| <= INT16_LEVELS (any integer dtype) as int8 halves stacked
-    (2R, K): x = 256 hi + lo with hi = (x + 128) >> 8 in [-128, 127] and lo = x - 256 hi in
-    [-128, 127]."""
+    """Integer rows (R, K) with |x| <= INT16_LEVELS as int8 halves stacked (2R, K): x = 256 hi + lo
+    with hi = (x + 128) >> 8 in [-128, 127] and lo = x - 256 hi in [-128, 127]. Computed in int16,
+    which holds x + 128 and 256 hi."""
+    x = x.to(torch.int16)
     high = (x + 128) >> 8
     return torch.cat([high, torch.sub(x, high, alpha=256)]).to(torch.int8)
 
@@ -212,7 +213,7 @@ def int_matmul(x: torch.Tensor, weight_t: torch.Tensor, weight_float: Callable[[
     flat = x.reshape(-1, terms)
     rows = flat.shape[0]
     if flat.dtype == torch.int16:
-        flat = split_int16(flat.int())
+        flat = split_int16(flat)
     acc = int8_products(flat, weight_t, weight_float)
     if acc.shape[0] != rows:  # the two halves of 16-bit rows
         acc = torch.add(acc[rows:].long(), acc[:rows], alpha=256)

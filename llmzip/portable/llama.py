@@ -126,8 +126,8 @@ def _fixed(tensor: torch.Tensor, fraction: int) -> torch.Tensor:
     return torch.round(tensor.detach().to("cpu", torch.float32) * float(1 << fraction)).long()
 
 
-_HEAD_ROWS = 32  # rows per output-layer block: (2 x 32) x 49,152 int32 products and 32 x 49,152 int64
-                 # logits stay below glibc's 32 MiB mmap threshold, so blocks reuse memory
+_HEAD_ROWS = 32  # rows per output-layer block: its (2 x 32) x 49,152 products, widened to int64, stay
+                 # below glibc's 32 MiB mmap threshold, so blocks reuse memory instead of page-faulting
 
 
 @dataclass
@@ -140,9 +140,6 @@ class Linear:
     exponent: int
     bias: torch.Tensor | None  # fixed point FRACTION
     _weight_float: torch.Tensor | None = None
-
-    def __post_init__(self):
-        self.mantissa_256 = self.mantissa * 256  # the high halves' column factor
 
     @classmethod
     def from_float(cls, weight: torch.Tensor, bias: torch.Tensor | None, device: torch.device,
@@ -169,20 +166,17 @@ class Linear:
         return self._weight_float
 
     def __call__(self, x: Activations, out: torch.Tensor | None = None) -> torch.Tensor:
-        """x @ W^T in fixed point FRACTION: round(acc * row scale * column scale), as `apply_scales`.
-
-        With acc = 256 hi + lo for 16-bit rows, acc * c = hi * (256 c) + lo * c: the same integer
-        (no partial product exceeds acc * c's bound), read straight from the halves' int32
-        products. `out` (R, N) int64 receives the result if given.
-        """
+        """x @ W^T in fixed point FRACTION: `apply_scales` of the exact product, with the 16-bit
+        rows' acc = 256 hi + lo formed from the halves' products. `out` (R, N) int64 receives the
+        result if given."""
         acc = arith.int8_products(x.rows, self.weight_t, self.weight_float)
         count = x.scale.mantissa.shape[0]
         if x.halves:
-            y = torch.mul(acc[:count], self.mantissa_256, out=out)
-            y.addcmul_(acc[count:], self.mantissa)
+            wide = acc.long()  # one conversion: mixed int32/int64 operations would convert twice
+            y = torch.add(wide[count:], wide[:count], alpha=256, out=out)
         else:
-            y = torch.mul(acc, self.mantissa, out=out)
-        y.mul_(x.scale.mantissa[:, None])
+            y = acc.long() if out is None else out.copy_(acc)
+        y.mul_(self.mantissa).mul_(x.scale.mantissa[:, None])
         arith.shift_round_(y, (-(self.exponent + FRACTION) - x.scale.exponent).clamp_(0, 62)[:, None])
         if self.bias is not None:
             y += self.bias
