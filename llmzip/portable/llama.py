@@ -246,15 +246,21 @@ class RMSNorm:
         return x._replace(scale=x.scale.times(inv).times(self.weight_scale))
 
 
+_KV_FLOAT64_BYTES = 1 << 30  # a CPU cache up to this size holds float64: attention reads it as is
+
+
 class KVCache:
     """Keys and values of `rows` windows, up to `context` positions. They are integers below 2^22,
-    held as float32 (exact below 2^24, the size of int32) so that attention reads them with one
-    conversion to float64."""
+    held as float64 (exact) on the CPU when the cache takes at most 1 GiB that way, so that each
+    step's attention reads them without converting the whole cache; else as float32 (exact below
+    2^24), converted to float64 when read. Either holds the same integers."""
 
     def __init__(self, layers: int, rows: int, kv_heads: int, context: int, head_dim: int, device: torch.device):
         shape = (layers, rows, kv_heads, context, head_dim)
-        self.keys = torch.zeros(shape, dtype=torch.float32, device=device)
-        self.values = torch.zeros(shape, dtype=torch.float32, device=device)
+        wide = torch.device(device).type == "cpu" and 2 * 8 * layers * rows * kv_heads * context * head_dim <= _KV_FLOAT64_BYTES
+        dtype = torch.float64 if wide else torch.float32
+        self.keys = torch.zeros(shape, dtype=dtype, device=device)
+        self.values = torch.zeros(shape, dtype=dtype, device=device)
         self.length = 0
         self.context = context
 
