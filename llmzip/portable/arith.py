@@ -17,7 +17,9 @@ import decimal
 import functools
 from typing import Callable
 
+import numpy as np
 import torch
+
 
 def _fixed_from_decimal(value: decimal.Decimal, context: decimal.Context, bits: int) -> int:
     """round(value * 2^bits), halves to even, as a Python int."""
@@ -26,32 +28,104 @@ def _fixed_from_decimal(value: decimal.Decimal, context: decimal.Context, bits: 
 
 # --------------------------------------------------------------------------------------------
 # Rounding
+#
+# These work on int64 torch tensors and, with the same code, on int64 numpy arrays: the engine
+# keeps its per-row numbers (scales, shifts, bit lengths: a few values per row) in numpy on the
+# CPU, where a tiny array operation costs a fraction of a torch operation's overhead. Python's
+# operators (+ - * & << >>) mean the same exact int64 operations on both; the few functions that
+# differ in name come from `_ops`. Shift counts stay in [0, 62] and values inside the stated
+# bounds, so nothing here depends on how a library treats overflow or oversized shifts.
 
 
-def div_round(numerator: torch.Tensor, denominator: torch.Tensor | int) -> torch.Tensor:
+class _TorchOps:
+    where = staticmethod(torch.where)
+    frexp = staticmethod(torch.frexp)
+    floor = staticmethod(torch.floor)
+    sqrt = staticmethod(torch.sqrt)
+
+    @staticmethod
+    def f64(x):
+        return x.double()
+
+    @staticmethod
+    def i64(x):
+        return x.long()
+
+    @staticmethod
+    def at_least(x, low):
+        return x.clamp(min=low)
+
+    @staticmethod
+    def clip(x, low, high):
+        return x.clamp(low, high)
+
+    @staticmethod
+    def floordiv(a, b):
+        return torch.div(a, b, rounding_mode="floor")
+
+    @staticmethod
+    def pow2(shift):
+        return torch.bitwise_left_shift(1, shift)
+
+
+class _NumpyOps:
+    where = staticmethod(np.where)
+    frexp = staticmethod(np.frexp)
+    floor = staticmethod(np.floor)
+    sqrt = staticmethod(np.sqrt)
+    at_least = staticmethod(np.maximum)
+
+    @staticmethod
+    def clip(x, low, high):
+        return np.minimum(np.maximum(x, low), high)  # np.clip's overhead is many times a ufunc's
+    floordiv = staticmethod(np.floor_divide)
+
+    @staticmethod
+    def f64(x):
+        return x.astype(np.float64)
+
+    @staticmethod
+    def i64(x):
+        return x.astype(np.int64)
+
+    @staticmethod
+    def pow2(shift):
+        return np.left_shift(np.int64(1), shift)
+
+
+def _ops(x):
+    return _NumpyOps if isinstance(x, np.ndarray) else _TorchOps
+
+
+def div_round(numerator, denominator):
     """round(numerator / denominator), halves rounded up, for a positive denominator.
 
     floor((2n + d) / 2d) in int64: exact while |2n + d| < 2^63.
     """
-    return torch.div(2 * numerator + denominator, 2 * denominator, rounding_mode="floor")
+    xp = _ops(denominator) if isinstance(numerator, int) else _ops(numerator)
+    return xp.floordiv(2 * numerator + denominator, 2 * denominator)
 
 
-def shift_round(value: torch.Tensor, shift: torch.Tensor | int) -> torch.Tensor:
+def shift_round(value, shift):
     """round(value / 2^shift), halves rounded up, for 0 <= shift <= 62 (an int, or an int64 tensor)."""
     if isinstance(shift, int):
         return value if shift == 0 else (value + (1 << (shift - 1))) >> shift
-    half = torch.bitwise_right_shift(torch.bitwise_left_shift(1, shift), 1)  # 0 where shift == 0
-    return (value + half) >> shift
+    return (value + half_of(shift)) >> shift
+
+
+def half_of(shift):
+    """2^(shift - 1), and 0 where shift is 0: what `shift_round` adds before shifting."""
+    return _ops(shift).pow2(shift) >> 1
 
 
 def shift_round_(value: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
     """`shift_round` in place, for large tensors (an int64 shift tensor broadcast against them)."""
-    value += torch.bitwise_right_shift(torch.bitwise_left_shift(1, shift), 1)
+    value += half_of(shift)
     value >>= shift
     return value
 
 
-def bit_length(value: torch.Tensor) -> torch.Tensor:
+def bit_length(value):
     """The number of bits of each non-negative value below 2^62 (0 for 0), like int.bit_length, as int64.
 
     float64's exponent (frexp, an exact operation) gives it for any value that converts to float64
@@ -59,16 +133,18 @@ def bit_length(value: torch.Tensor) -> torch.Tensor:
     and at most 52 significant bits (bits 10 to 61), so the conversion is exact: no rounding up to
     the next power of two.
     """
-    exact = torch.where(value >= 1024, value & -1024, value)
-    return torch.frexp(exact.double())[1].long()
+    xp = _ops(value)
+    exact = xp.where(value >= 1024, value & -1024, value)
+    return xp.i64(xp.frexp(xp.f64(exact))[1])
 
 
-def bit_length_small(value: torch.Tensor) -> torch.Tensor:
+def bit_length_small(value):
     """`bit_length` of non-negative values up to 2^53, which convert to float64 exactly: frexp alone."""
-    return torch.frexp(value.double())[1].long()
+    xp = _ops(value)
+    return xp.i64(xp.frexp(xp.f64(value))[1])
 
 
-def isqrt(value: torch.Tensor) -> torch.Tensor:
+def isqrt(value):
     """floor(sqrt(v)) of each non-negative v below 2^62, exactly.
 
     float64's square root proposes r0. Converting v to float64 and taking the root each err by at
@@ -77,13 +153,14 @@ def isqrt(value: torch.Tensor) -> torch.Tensor:
     (r <= sqrt(v) < r + 1), floor(r0) is r - 1, r or r + 1. One step down where r0^2 > v, then
     one step up where (r0 + 1)^2 <= v, give the one r with r^2 <= v < (r + 1)^2.
     """
-    root = torch.sqrt(value.double()).long()  # truncation is floor here: the root is >= 0
-    root = torch.where(root * root > value, root - 1, root)
+    xp = _ops(value)
+    root = xp.i64(xp.sqrt(xp.f64(value)))  # truncation is floor here: the root is >= 0
+    root = xp.where(root * root > value, root - 1, root)
     above = root + 1
-    return torch.where(above * above <= value, above, root)
+    return xp.where(above * above <= value, above, root)
 
 
-def normalize(value: torch.Tensor, bits: int) -> tuple[torch.Tensor, torch.Tensor]:
+def normalize(value, bits: int):
     """(mantissa, exponent) with mantissa * 2^exponent ~= value and bits-1 <= log2(mantissa) < bits.
 
     The mantissa is value rounded to `bits` significant bits (a value rounding up to 2^bits gives
@@ -91,22 +168,31 @@ def normalize(value: torch.Tensor, bits: int) -> tuple[torch.Tensor, torch.Tenso
     mantissa is round(v / 2^e) = ((2v >> e) + 1) >> 1 (floor((v + 2^(e-1)) / 2^e) taken in two
     floors), for e <= 0 it is v << -e = ((2v << -e) + 1) >> 1; 2v < 2^63.
     """
+    xp = _ops(value)
     exponent = bit_length(value) - bits
-    up = (-exponent).clamp_(min=0)
-    down = exponent.clamp(min=0)
+    up = xp.at_least(-exponent, 0)
+    down = xp.at_least(exponent, 0)
     mantissa = (((value << (up + 1)) >> down) + 1) >> 1
     return mantissa, exponent
 
 
-def normalize_small(value: torch.Tensor, bits: int) -> tuple[torch.Tensor, torch.Tensor]:
+def normalize_small(value, bits: int):
     """`normalize` of positive values up to 2^53, in float64 where that is exact (bits <= 50).
 
     v = f * 2^E exactly (frexp, 1/2 <= f < 1, E = bit_length(v)); f * 2^bits = v / 2^(E - bits)
     is exact (a power-of-two scaling), and adding 1/2 is exact because the sum needs at most E
     <= 53 significant bits; floor then gives round(v / 2^(E - bits)), halves up, as `normalize`.
     """
-    fraction, exponent = torch.frexp(value.double())
-    return torch.floor(fraction.mul_(float(1 << bits)).add_(0.5)).long(), exponent.long() - bits
+    xp = _ops(value)
+    fraction, exponent = xp.frexp(xp.f64(value))
+    return xp.i64(xp.floor(fraction * float(1 << bits) + 0.5)), xp.i64(exponent) - bits
+
+
+def pow2_float(exponent):
+    """2.0^exponent as float64 for int64 exponents in [-1022, 1023], from the bit pattern of an
+    IEEE-754 double (exact: no pow or exp2 of a math library)."""
+    pattern = (exponent + 1023) << 52
+    return pattern.view(np.float64) if isinstance(pattern, np.ndarray) else pattern.view(torch.float64)
 
 
 # --------------------------------------------------------------------------------------------
@@ -327,13 +413,14 @@ def silu_fixed(x: torch.Tensor, fraction_bits: int) -> torch.Tensor:
     return product.add_(x.clamp(max=0))
 
 
-def reciprocal(total: torch.Tensor, bits: int) -> tuple[torch.Tensor, torch.Tensor]:
+def reciprocal(total, bits: int):
     """(r, s) with r = floor(2^s / total) of `bits` bits, for positive totals of at most 63 - bits
     bits (2^s must fit in int64; the totals then convert to float64 exactly), so that
     (x * r) >> s ~= x / total with a relative error below 2^(1 - bits) and never above x / total.
     One division per row instead of one per element."""
+    xp = _ops(total)
     shift = bit_length_small(total) + (bits - 1)
-    return torch.div(torch.bitwise_left_shift(1, shift), total, rounding_mode="floor"), shift
+    return xp.floordiv(xp.pow2(shift), total), shift
 
 
 def softmax_weights(scores: torch.Tensor, visible: torch.Tensor | None) -> torch.Tensor:

@@ -33,6 +33,7 @@ from dataclasses import dataclass
 from fractions import Fraction
 from typing import NamedTuple
 
+import numpy as np
 import torch
 
 from ..errors import UnsupportedParameterError
@@ -59,8 +60,23 @@ SUPPORTED_TYPES = ("llama", "mistral", "qwen2")
 _ROPE_TYPES = ("default", "linear")
 
 
+HOST_SCALARS = True  # per-row numbers in numpy on the CPU (see `arith`'s rounding functions)
+
+
+def _host(t: torch.Tensor):
+    """A per-row quantity where the scalar arithmetic runs: numpy on the CPU (sharing memory), the
+    tensor itself elsewhere. Either way the same int64 values."""
+    return t.numpy() if HOST_SCALARS and t.device.type == "cpu" else t
+
+
+def _tensor(a, device: torch.device) -> torch.Tensor:
+    """A per-row quantity back as a tensor, for the element-wise operations on the rows."""
+    return torch.from_numpy(a) if isinstance(a, np.ndarray) else a  # numpy only on the CPU
+
+
 class Scale(NamedTuple):
-    """A positive dyadic number mantissa * 2^exponent per row (or channel), as int64 tensors."""
+    """A positive dyadic number mantissa * 2^exponent per row (or channel), as int64 arrays:
+    numpy on the CPU, tensors elsewhere (`_host`)."""
 
     mantissa: torch.Tensor
     exponent: torch.Tensor
@@ -82,7 +98,7 @@ class Activations(NamedTuple):
     scale: Scale
 
 
-def quantize_rows(values: torch.Tensor, fraction: int | torch.Tensor, levels: int = INT8_LEVELS) -> Activations:
+def quantize_rows(values: torch.Tensor, fraction: int, levels: int = INT8_LEVELS) -> Activations:
     """Integers in [-levels, levels] per row (int8 for 127 levels, 16-bit up to 32,639) and each row's scale.
 
     Rows are first shifted down to at most 46 - log2(levels + 1) bits (far beyond the result's
@@ -94,30 +110,21 @@ def quantize_rows(values: torch.Tensor, fraction: int | torch.Tensor, levels: in
     """
     shape = values.shape[:-1]
     values = values.reshape(-1, values.shape[-1])
-    amax = values.abs().amax(dim=-1)
+    amax = _host(values.abs().amax(dim=-1))
+    xp = arith._ops(amax)
     down = arith.bit_length_small(amax >> (46 - levels.bit_length()))
-    values, amax = values >> down[:, None], (amax >> down).clamp_(min=1)
+    amax = xp.at_least(amax >> down, 1)
     shift = arith.bit_length_small(amax) + 16
-    r = torch.div(torch.bitwise_left_shift(levels, shift), amax, rounding_mode="floor")
-    q = arith.shift_round_(values.mul_(r[:, None]), shift[:, None])  # below levels * 2^s < 2^62
-    mantissa, extra = arith.normalize_small(arith.div_round(torch.full_like(r, 1 << 55), r), MANTISSA_BITS)
+    r = xp.floordiv(levels << shift, amax)
+    mantissa, extra = arith.normalize_small(arith.div_round(1 << 55, r), MANTISSA_BITS)
     scale = Scale(mantissa, extra + shift - 55 + down - fraction)
+    # q = round((v >> down) * r / 2^s): below levels * 2^s < 2^62.
+    per_row = [_tensor(a, values.device)[:, None] for a in (down, r, arith.half_of(shift), shift)]
+    q = (values >> per_row[0]).mul_(per_row[1]).add_(per_row[2])
+    q >>= per_row[3]
     if levels <= INT8_LEVELS:
         return Activations(q.to(torch.int8), False, shape, scale)
     return Activations(arith.split_int16(q), True, shape, scale)
-
-
-def apply_scales(acc: torch.Tensor, rows: Scale, columns: torch.Tensor, column_exponent: int,
-                 fraction: int = FRACTION) -> torch.Tensor:
-    """acc * row scale * column mantissa * 2^column_exponent in fixed point `fraction`, rounded.
-
-    |acc| < 2^33 (16-bit activations, int8 weights, K <= 2048) and 12-bit mantissas (13 with
-    log2 e folded in) keep the product below 2^59; the shift is per row only.
-    (`Linear` computes the same integers from the halves' int32 products without forming acc.)
-    """
-    shift = -(rows.exponent + column_exponent + fraction)
-    product = acc.mul_(columns).mul_(rows.mantissa[..., None])  # in place: acc is the product's fresh output
-    return arith.shift_round_(product, shift.clamp(0, 62)[..., None])
 
 
 def _fixed(tensor: torch.Tensor, fraction: int) -> torch.Tensor:
@@ -126,8 +133,18 @@ def _fixed(tensor: torch.Tensor, fraction: int) -> torch.Tensor:
     return torch.round(tensor.detach().to("cpu", torch.float32) * float(1 << fraction)).long()
 
 
-_HEAD_ROWS = 32  # rows per output-layer block: its (2 x 32) x 49,152 products, widened to int64, stay
-                 # below glibc's 32 MiB mmap threshold, so blocks reuse memory instead of page-faulting
+_HEAD_ROWS = 64  # rows per output-layer block: its (2 x 64) x 49,152 int32 products and 64 x 49,152 int32
+                 # sums stay below glibc's 32 MiB mmap threshold, so blocks reuse memory instead of page-faulting
+
+
+def _int32_sum_fits(high: torch.Tensor, terms: int) -> bool:
+    """Whether 256 hi + lo fits int32 for these int32 products of the high halves (CPU only, where
+    the check costs one read of `high` and no device sync). The low halves' products are at most
+    128 * 127 * K in size whatever the data; the high halves' are measured."""
+    if high.dtype != torch.int32 or high.device.type != "cpu":
+        return False
+    low, top = torch.aminmax(high)
+    return 256 * max(-int(low), int(top)) <= (1 << 31) - 1 - 128 * 127 * terms
 
 
 @dataclass
@@ -166,18 +183,23 @@ class Linear:
         return self._weight_float
 
     def __call__(self, x: Activations, out: torch.Tensor | None = None) -> torch.Tensor:
-        """x @ W^T in fixed point FRACTION: `apply_scales` of the exact product, with the 16-bit
-        rows' acc = 256 hi + lo formed from the halves' products. `out` (R, N) int64 receives the
-        result if given."""
+        """x @ W^T in fixed point FRACTION, rounded: acc * row scale * column mantissa *
+        2^exponent with acc = x @ W^T exact (for 16-bit rows 256 hi + lo, from the halves'
+        products). |acc| < 2^33 (16-bit activations, int8 weights, K <= 2048) and 12-bit
+        mantissas (13 with log2 e folded in) keep the product below 2^59; the shift is per row
+        only. `out` (R, N) int64 receives the result if given."""
         acc = arith.int8_products(x.rows, self.weight_t, self.weight_float)
         count = x.scale.mantissa.shape[0]
-        if x.halves:
+        if x.halves and _int32_sum_fits(acc[:count], self.weight_t.shape[0]):
+            acc = torch.add(acc[count:], acc[:count], alpha=256)  # int32, exact: see _int32_sum_fits
+        elif x.halves:
             wide = acc.long()  # one conversion: mixed int32/int64 operations would convert twice
-            y = torch.add(wide[count:], wide[:count], alpha=256, out=out)
-        else:
-            y = acc.long() if out is None else out.copy_(acc)
-        y.mul_(self.mantissa).mul_(x.scale.mantissa[:, None])
-        arith.shift_round_(y, (-(self.exponent + FRACTION) - x.scale.exponent).clamp_(0, 62)[:, None])
+            acc = torch.add(wide[count:], wide[:count], alpha=256)
+        y = acc.long() if out is None else out.copy_(acc)
+        shift = arith._ops(x.scale.exponent).clip(-(self.exponent + FRACTION) - x.scale.exponent, 0, 62)
+        mantissa, half, shift = (_tensor(a, y.device)[:, None] for a in (x.scale.mantissa, arith.half_of(shift), shift))
+        y.mul_(self.mantissa).mul_(mantissa).add_(half)
+        y >>= shift
         if self.bias is not None:
             y += self.bias
         return y.view(*x.shape, y.shape[-1])
@@ -229,21 +251,31 @@ class RMSNorm:
         # Sum of squares on h >> s, s chosen so each square and the row's sum stay below 2^61:
         # s = max(bit_length(max|h|) - square_bits, 0) = bit_length(max|h| >> square_bits).
         square_bits = (60 - (self.dim - 1).bit_length()) // 2
-        s = arith.bit_length_small(h.abs().amax(dim=-1) >> square_bits)
-        hs = h >> s[..., None]
-        total = (hs * hs).sum(dim=-1) + arith.gather(self.eps_units, s)  # = D * (mean(h^2) + eps) / 4^s, in h's units
+        s = arith.bit_length_small(_host(h.abs().amax(dim=-1)) >> square_bits)
+        hs = h >> _tensor(s, h.device)[..., None]
+        squares = _host((hs * hs).sum(dim=-1))
+        eps_units = self._eps_host if isinstance(squares, np.ndarray) else self.eps_units
+        total = squares + eps_units[s]  # = D * (mean(h^2) + eps) / 4^s, in h's units
         # inv_rms = 2^(FRACTION - s) * sqrt(D / total), as a dyadic number: total ~= m * 2^e with
         # e even, so sqrt(total / D) = sqrt(m * 2^20 / D) * 2^((e - 20) / 2).
         m, e = arith.normalize(total, 40)
         odd = e & 1
         m, e = m << odd, e - odd
         root = arith.isqrt(arith.div_round(m << 20, self.dim))  # about 2^25 / sqrt(D) * 2^5
-        inv = Scale(*arith.normalize_small(arith.div_round(torch.full_like(root, 1 << 60), root), MANTISSA_BITS))
-        inv = Scale(inv.mantissa, inv.exponent - 60 - (e - 20) // 2 + FRACTION - s)
+        inv = Scale(*arith.normalize_small(arith.div_round(1 << 60, root), MANTISSA_BITS))
+        inv = Scale(inv.mantissa.reshape(-1), (inv.exponent - 60 - ((e - 20) >> 1) + FRACTION - s).reshape(-1))
         # Rows of h * g (|h| < 2^41 and |g| <= 2^20: below 2^61); real h * g = u * 2^-FRACTION * weight_scale.
         x = quantize_rows(h * self.weight, FRACTION, levels)
-        inv = Scale(inv.mantissa.reshape(-1), inv.exponent.reshape(-1))
-        return x._replace(scale=x.scale.times(inv).times(self.weight_scale))
+        weight_scale = self._weight_scale_host if isinstance(squares, np.ndarray) else self.weight_scale
+        return x._replace(scale=x.scale.times(inv).times(weight_scale))
+
+    @property
+    def _eps_host(self) -> np.ndarray:
+        return self.eps_units.cpu().numpy()
+
+    @property
+    def _weight_scale_host(self) -> Scale:
+        return Scale(self.weight_scale.mantissa.cpu().numpy(), self.weight_scale.exponent.cpu().numpy())
 
 
 _KV_FLOAT64_BYTES = 1 << 30  # a CPU cache up to this size holds float64: attention reads it as is
@@ -441,9 +473,10 @@ class PortableLlama:
                 scores.masked_fill_(hidden[first:last, :seen], float("-inf"))  # weight 0, not in the max
             gaps = torch.sub(scores.amax(dim=-1, keepdim=True), scores, out=scores)
             weights = arith.gather(table, gaps.clamp_(max=arith.EXP_TABLE_SIZE - 1).long())
-            r, shift = arith.reciprocal(weights.sum(dim=-1, keepdim=True).long(), 18)
-            # r * 2^-(shift - ATTENTION_BITS) as float64: the power of two from its bit pattern.
-            factor = r.double().mul_(torch.bitwise_left_shift(1023 - (shift - ATTENTION_BITS), 52).view(torch.float64))
+            total = _host(weights.sum(dim=-1, keepdim=True))
+            xp = arith._ops(total)
+            r, shift = arith.reciprocal(xp.i64(total), 18)
+            factor = _tensor(xp.f64(r) * arith.pow2_float(ATTENTION_BITS - shift), q.device)  # r * 2^-k, exact
             p = torch.floor_(weights.mul_(factor).add_(0.5)).view(rows, kv_heads, group * (last - first), seen)
             outputs.append(torch.matmul(p, v[:, :, :seen]).view(rows, heads, last - first, dim))
         attended = outputs[0] if len(outputs) == 1 else torch.cat(outputs, dim=2)
