@@ -427,8 +427,7 @@ class PortableLlama:
                 cache.keys[index, :, :, start:end] = k
                 cache.values[index, :, :, start:end] = v
                 k, v = cache.keys[index, :, :, :end], cache.values[index, :, :, :end]
-            attended = self._attend(q, k, v, masked)  # (rows, heads, T, dim)
-            attended = attended.transpose(1, 2).reshape(rows, count, heads * dim)
+            attended = self._attend(q, k, v, masked, self.sliding_window is None)  # (rows, T, heads * dim)
             h.add_(out(quantize_rows(attended, FRACTION, ACTIVATION_LEVELS["o"]))).clamp_(-_ACTIVATION_LIMIT, _ACTIVATION_LIMIT)
             gate, up = gate_up(norm2(h, ACTIVATION_LEVELS["gate_up"])).clamp_(-_MLP_LIMIT, _MLP_LIMIT).chunk(2, dim=-1)
             mixed = arith.silu_fixed(gate, FRACTION).mul_(up)  # fixed point 2 * FRACTION, below 2^62
@@ -437,20 +436,25 @@ class PortableLlama:
             cache.length = end
         return self.lm_head.blocked(self.final_norm(h, ACTIVATION_LEVELS["lm_head"]))
 
-    def _attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, hidden: torch.Tensor | None) -> torch.Tensor:
-        """softmax(q k^T / sqrt(d)) v per head, in integers; k and v may have fewer heads (GQA).
+    def _attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, hidden: torch.Tensor | None,
+                causal: bool) -> torch.Tensor:
+        """softmax(q k^T / sqrt(d)) v per head, in integers, as (rows, T, heads * dim); k and v may
+        have fewer heads (GQA). `hidden` (T, keys) marks the keys each query may not see (None:
+        none); `causal` says they are only the later positions.
 
         q is first scaled by log2(e) / sqrt(d), so q.k comes out as a base-2 exponent (fixed
         point 2 * FRACTION). |q|, |k| < 2^22 over at most 256 terms stays below 2^52: exact in
-        float64, and so is q.k * 2^-22 computed from q * 2^-22 (a power-of-two scaling changes
-        no significand: every partial sum is a multiple of 2^-22 below 2^30). The scores
-        round(q.k / 2^22) are then floor(q.k * 2^-22 + 1/2), exact in float64 too, and so are
-        everything else up to the second product, all on integers: the max and the gaps
-        (below 2^31), the table's weights (below 2^31) and their sum (at most 2^30 per key, below
-        2^50 for up to 2^20 keys), the normalized weights round(w * r / 2^k) = floor(w * (r *
-        2^-k) + 1/2) with w * r < 2^48. The weights p (about 2^20 in total) times |v| < 2^22 stay
-        below 2^43. Queries go in blocks that read only the keys they may see, which halves a
-        prefill's work and changes no number (each query's row is computed alone).
+        float64, and so is s = q.k * 2^-22 computed from q * 2^-22 (a power-of-two scaling changes
+        no significand: every partial sum is a multiple of 2^-22 below 2^30). The scores are
+        round(q.k / 2^22) = floor(s + 1/2) and their gaps to the row's max are a - floor(s + 1/2)
+        = ceil(a - 1/2 - s) with a = floor(max s + 1/2) (rounding is monotone, so a is the max of
+        the scores): a - 1/2 - s is a multiple of 2^-22 below 2^31, exact in float64 too. So is
+        everything else up to the second product, all on integers: the table's weights (below
+        2^31) and their sum (at most 2^30 per key, below 2^50 for up to 2^20 keys), the normalized
+        weights round(w * r / 2^k) = floor(w * (r * 2^-k) + 1/2) with w * r < 2^48. The weights p
+        (about 2^20 in total) times |v| < 2^22 stay below 2^43, and round(p.v / 2^20) = floor(p.v *
+        2^-20 + 1/2) is exact as well. Queries go in blocks that read only the keys they may see,
+        which halves a prefill's work and changes no number (each query's row is computed alone).
         """
         rows, heads, count, dim = q.shape
         kv_heads, keys = k.shape[1], k.shape[2]
@@ -462,22 +466,24 @@ class PortableLlama:
         q = q.view(rows, kv_heads, group, count, dim)
         k_t, v = k.transpose(-1, -2).double(), v.double()
         table = arith.exp_table(q.device, torch.float64)
-        outputs = []
+        out = torch.empty((rows, count, heads, dim), dtype=torch.int64, device=q.device)
         for first in range(0, count, _QUERY_BLOCK):
             last = min(count, first + _QUERY_BLOCK)
             seen = keys - count + last  # keys up to the block's last query position
             block = q[:, :, :, first:last].reshape(rows, kv_heads, group * (last - first), dim)
             scores = torch.matmul(block, k_t[..., :seen]).view(rows, heads, last - first, seen)
-            scores = torch.floor_(scores.add_(0.5))  # round(q.k / 2^22), halves up
-            if hidden is not None:
-                scores.masked_fill_(hidden[first:last, :seen], float("-inf"))  # weight 0, not in the max
-            gaps = torch.sub(scores.amax(dim=-1, keepdim=True), scores, out=scores)
-            weights = arith.gather(table, gaps.clamp_(max=arith.EXP_TABLE_SIZE - 1).long())
+            if hidden is not None:  # weight 0, not in the max; causally only the block's own positions
+                start = seen - (last - first) if causal else 0
+                scores[..., start:].masked_fill_(hidden[first:last, start:seen], float("-inf"))
+            top = torch.floor_(scores.amax(dim=-1, keepdim=True).add_(0.5)).sub_(0.5)
+            gaps = torch.ceil_(torch.sub(top, scores, out=scores)).clamp_(max=arith.EXP_TABLE_SIZE - 1)
+            weights = arith.gather(table, gaps.int())
             total = _host(weights.sum(dim=-1, keepdim=True))
             xp = arith._ops(total)
             r, shift = arith.reciprocal(xp.i64(total), 18)
             factor = _tensor(xp.f64(r) * arith.pow2_float(ATTENTION_BITS - shift), q.device)  # r * 2^-k, exact
             p = torch.floor_(weights.mul_(factor).add_(0.5)).view(rows, kv_heads, group * (last - first), seen)
-            outputs.append(torch.matmul(p, v[:, :, :seen]).view(rows, heads, last - first, dim))
-        attended = outputs[0] if len(outputs) == 1 else torch.cat(outputs, dim=2)
-        return arith.shift_round(attended.long(), ATTENTION_BITS)
+            attended = torch.matmul(p, v[:, :, :seen]).view(rows, heads, last - first, dim)
+            attended = torch.floor_(attended.mul_(2.0 ** -ATTENTION_BITS).add_(0.5))
+            out[:, first:last] = attended.transpose(1, 2)
+        return out.view(rows, count, heads * dim)
