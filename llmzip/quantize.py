@@ -119,13 +119,20 @@ def intervals_integer(logits: torch.Tensor, tokens: torch.Tensor) -> tuple[torch
 
     vocab = _checked_vocab(logits)
     index = tokens.reshape(-1, 1).long()
+    on_cpu = logits.device.type == "cpu"
     parts = []
-    for first in range(0, logits.shape[0], _INTEGER_BLOCK_ROWS):
-        last = min(logits.shape[0], first + _INTEGER_BLOCK_ROWS)
+    for first in range(0, logits.shape[0], _INTEGER_BLOCK_ROWS if on_cpu else 128):
+        last = min(logits.shape[0], first + (_INTEGER_BLOCK_ROWS if on_cpu else 128))
         shares, top, total = _integer_block(logits[first:last])
         token = index[first:last]
-        below = torch.stack([shares[i, :t].sum() for i, t in enumerate(token.view(-1).tolist())])
-        parts.append((shares.gather(-1, token), below[:, None], shares.sum(dim=-1, keepdim=True), top, total))
+        share = shares.gather(-1, token)
+        if on_cpu:  # a sum over each row's prefix: no cumulative table
+            below = torch.stack([shares[i, :t].sum() for i, t in enumerate(token.view(-1).tolist())])[:, None]
+            shares_total = shares.sum(dim=-1, keepdim=True)
+        else:  # no host round trip on a GPU
+            cumulative = shares.cumsum_(dim=-1)
+            below, shares_total = cumulative.gather(-1, token) - share, cumulative[:, -1:]
+        parts.append((share, below, shares_total, top, total))
     share, below, shares_total, top, total = (torch.cat(column) for column in zip(*parts))
     remainder = (TOTAL - vocab) - shares_total
     gap_bits = (logits.gather(-1, top) - logits.gather(-1, index)).squeeze(-1).double() / (1 << FRACTION)

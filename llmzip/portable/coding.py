@@ -19,10 +19,8 @@ import torch
 from .. import schedule
 from ..coder import StreamDecoder, StreamEncoder
 from ..errors import FormatError
-from ..quantize import frequencies_integer, intervals_integer
+from ..quantize import frequencies_integer
 from .llama import PortableLlama
-
-_QUANTIZE_ROWS = 128  # rows of logits turned into frequencies at once (bounds memory at large V)
 
 
 @dataclass
@@ -55,14 +53,14 @@ def encode(engine: PortableLlama, ids: list[int], bos: int, context: int, per_st
         freqs = np.ones((steps, len(members)), dtype=np.int64)
         for first in range(0, len(members), windows_per_call):
             call = members[first : first + windows_per_call]
-            logits = engine.forward(_window_tokens(ids, call, bos, engine.device))
+            inputs = _window_tokens(ids, call, bos, engine.device)
+            targets = torch.zeros_like(inputs)  # positions past a window's end are not coded
             for row, w in enumerate(call):
-                targets = targets_all[w.start : w.start + w.length].to(engine.device)
-                for a in range(0, w.length, _QUANTIZE_ROWS):
-                    b = min(w.length, a + _QUANTIZE_ROWS)
-                    low, freq, nll_bits = intervals_integer(logits[row, a:b], targets[a:b])
-                    lows[a:b, first + row], freqs[a:b, first + row] = low.cpu().numpy(), freq.cpu().numpy()
-                    result.cross_entropy_bits += float(nll_bits.sum())
+                targets[row, : w.length] = targets_all[w.start : w.start + w.length]
+            low, freq, nll_bits = (t.cpu() for t in engine.intervals(inputs, targets))
+            for row, w in enumerate(call):
+                lows[: w.length, first + row], freqs[: w.length, first + row] = low[row, : w.length].numpy(), freq[row, : w.length].numpy()
+                result.cross_entropy_bits += float(nll_bits[row, : w.length].sum())
                 if on_tokens is not None:
                     on_tokens(w.length)
         coded = np.arange(steps)[:, None] < np.array([w.length for w in members])[None, :]  # step-major order

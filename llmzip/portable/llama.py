@@ -212,11 +212,15 @@ class Linear:
         out = torch.empty((count, self.weight_t.shape[1]), dtype=torch.int64, device=self.weight_t.device)
         for first in range(0, count, block):
             last = min(count, first + block)
-            rows = (torch.cat([x.rows[first:last], x.rows[count + first : count + last]]) if x.halves
-                    else x.rows[first:last])
-            part = Activations(rows, x.halves, (last - first,), Scale(x.scale.mantissa[first:last], x.scale.exponent[first:last]))
-            self(part, out=out[first:last])
+            self(self.rows(x, first, last), out=out[first:last])
         return out.view(*x.shape, out.shape[-1])
+
+    @staticmethod
+    def rows(x: Activations, first: int, last: int) -> Activations:
+        """Rows first to last of a layer input, as a flat input of their own."""
+        count = x.scale.mantissa.shape[0]
+        rows = torch.cat([x.rows[first:last], x.rows[count + first : count + last]]) if x.halves else x.rows[first:last]
+        return Activations(rows, x.halves, (last - first,), Scale(x.scale.mantissa[first:last], x.scale.exponent[first:last]))
 
 
 @dataclass
@@ -387,17 +391,41 @@ class PortableLlama:
         rotated = turned.addcmul_(x, cos[:, None])
         return arith.shift_round(rotated, ROTARY_BITS).clamp_(-_QK_LIMIT, _QK_LIMIT)
 
-    def forward(self, tokens: torch.Tensor, cache: KVCache | None = None) -> torch.Tensor:
-        """Logits (rows, T, V) in bits, fixed point FRACTION, for `tokens` (rows, T).
+    def forward(self, tokens: torch.Tensor, cache: KVCache | None = None, logits_from: int = 0) -> torch.Tensor:
+        """Logits (rows, T - logits_from, V) in bits, fixed point FRACTION, for `tokens` (rows, T).
 
         Without a cache the T tokens are a window's first T positions (a full-sequence forward);
         with one they continue the cached windows at position `cache.length`, and their keys and
-        values are appended.
+        values are appended. Positions before `logits_from` only feed attention: the output layer
+        over the whole vocabulary skips them. Every position's row is computed on its own, so
+        skipping some changes no other.
         """
         with torch.inference_mode():
-            return self._forward(tokens, cache)
+            h = self._hidden(tokens, cache)[:, logits_from:]
+            return self.lm_head.blocked(self.final_norm(h, ACTIVATION_LEVELS["lm_head"]))
 
-    def _forward(self, tokens: torch.Tensor, cache: KVCache | None) -> torch.Tensor:
+    def intervals(self, tokens: torch.Tensor, targets: torch.Tensor, logits_from: int = 0
+                  ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """What the encoder codes after a full-sequence forward of `tokens` (rows, T): for each
+        position from `logits_from` on, `quantize.intervals_integer` of its logits and its target
+        (`targets`, rows x (T - logits_from)), as (low, frequency, -log2 p), each shaped like
+        `targets`. The same numbers as from `forward`'s logits; the output layer and the quantizer
+        go a block of rows at a time, so the whole (rows, T, V) logits never exist at once."""
+        from ..quantize import intervals_integer
+
+        with torch.inference_mode():
+            x = self.final_norm(self._hidden(tokens, None)[:, logits_from:], ACTIVATION_LEVELS["lm_head"])
+            count = x.scale.mantissa.shape[0]
+            flat_targets = targets.reshape(count)
+            parts = []
+            for first in range(0, count, _HEAD_ROWS):
+                last = min(count, first + _HEAD_ROWS)
+                logits = self.lm_head(self.lm_head.rows(x, first, last))
+                parts.append(intervals_integer(logits, flat_targets[first:last]))
+            return tuple(torch.cat(column).view(targets.shape) for column in zip(*parts))
+
+    def _hidden(self, tokens: torch.Tensor, cache: KVCache | None) -> torch.Tensor:
+        """The residual stream after the last layer (rows, T, D), fixed point FRACTION."""
         rows, count = tokens.shape
         start = cache.length if cache is not None else 0
         end = start + count
@@ -434,7 +462,7 @@ class PortableLlama:
             h.add_(down(quantize_rows(mixed, 2 * FRACTION, ACTIVATION_LEVELS["down"]))).clamp_(-_ACTIVATION_LIMIT, _ACTIVATION_LIMIT)
         if cache is not None:
             cache.length = end
-        return self.lm_head.blocked(self.final_norm(h, ACTIVATION_LEVELS["lm_head"]))
+        return h
 
     def _attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, hidden: torch.Tensor | None,
                 causal: bool) -> torch.Tensor:
