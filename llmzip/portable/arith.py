@@ -274,9 +274,13 @@ def split_int16(x: torch.Tensor) -> torch.Tensor:
     """Integer rows (R, K) with |x| <= INT16_LEVELS as int8 halves stacked (2R, K): x = 256 hi + lo
     with hi = (x + 128) >> 8 in [-128, 127] and lo = x - 256 hi in [-128, 127]. Computed in int16,
     which holds x + 128 and 256 hi."""
-    x = x.to(torch.int16)
-    high = (x + 128) >> 8
-    return torch.cat([high, torch.sub(x, high, alpha=256)]).to(torch.int8)
+    x = x.to(torch.int16, copy=True)  # a copy of its own even from int16: it is overwritten below
+    high = x + 128
+    high >>= 8
+    rows = torch.empty((2 * x.shape[0], x.shape[1]), dtype=torch.int8, device=x.device)
+    rows[: x.shape[0]] = high
+    rows[x.shape[0] :] = x.sub_(high, alpha=256)
+    return rows
 
 
 def int8_products(rows: torch.Tensor, weight_t: torch.Tensor, weight_float: Callable[[], torch.Tensor]) -> torch.Tensor:
@@ -404,13 +408,18 @@ def silu_fixed(x: torch.Tensor, fraction_bits: int) -> torch.Tensor:
     For x < 0, x * (2^30 - p) = x * 2^30 + |x| * p, and x * 2^30 leaves the rounding unchanged, so
     both signs are round(|x| * p / 2^30) + min(x, 0) (|x| * p < 2^61), p the table's sigmoid(|x|).
     """
+    return silu_fixed_(x.clone(), fraction_bits)
+
+
+def silu_fixed_(x: torch.Tensor, fraction_bits: int) -> torch.Tensor:
+    """`silu_fixed`, overwriting x (with min(x, 0)) to save a temporary."""
     table = _sigmoid_table(*_device_key(x.device))
     size = x.abs()
     index = shift_round(size, fraction_bits - SIGMOID_FRACTION_BITS).clamp_(max=table.numel() - 1)
     product = gather(table, index).mul_(size)
     product += 1 << (EXP_ONE_BITS - 1)
     product >>= EXP_ONE_BITS
-    return product.add_(x.clamp(max=0))
+    return product.add_(x.clamp_(max=0))
 
 
 def reciprocal(total, bits: int):

@@ -99,7 +99,8 @@ class Activations(NamedTuple):
 
 
 def quantize_rows(values: torch.Tensor, fraction: int, levels: int = INT8_LEVELS) -> Activations:
-    """Integers in [-levels, levels] per row (int8 for 127 levels, 16-bit up to 32,639) and each row's scale.
+    """Integers in [-levels, levels] per row (int8 for 127 levels, 16-bit up to 32,639) and each row's
+    scale. `values` (a temporary of the caller's) is overwritten.
 
     Rows are first shifted down to at most 46 - log2(levels + 1) bits (far beyond the result's
     precision). Then q = round(v * r / 2^s) with r = floor(levels * 2^s / max|v|) and
@@ -120,7 +121,8 @@ def quantize_rows(values: torch.Tensor, fraction: int, levels: int = INT8_LEVELS
     scale = Scale(mantissa, extra + shift - 55 + down - fraction)
     # q = round((v >> down) * r / 2^s): below levels * 2^s < 2^62.
     per_row = [_tensor(a, values.device)[:, None] for a in (down, r, arith.half_of(shift), shift)]
-    q = (values >> per_row[0]).mul_(per_row[1]).add_(per_row[2])
+    values >>= per_row[0]  # in place: every caller hands over a fresh tensor
+    q = values.mul_(per_row[1]).add_(per_row[2])
     q >>= per_row[3]
     if levels <= INT8_LEVELS:
         return Activations(q.to(torch.int8), False, shape, scale)
@@ -191,7 +193,7 @@ class Linear:
         acc = arith.int8_products(x.rows, self.weight_t, self.weight_float)
         count = x.scale.mantissa.shape[0]
         if x.halves and _int32_sum_fits(acc[:count], self.weight_t.shape[0]):
-            acc = torch.add(acc[count:], acc[:count], alpha=256)  # int32, exact: see _int32_sum_fits
+            acc = torch.add(acc[count:], acc[:count], alpha=256, out=acc[count:])  # int32, exact: see _int32_sum_fits
         elif x.halves:
             wide = acc.long()  # one conversion: mixed int32/int64 operations would convert twice
             acc = torch.add(wide[count:], wide[:count], alpha=256)
@@ -387,9 +389,10 @@ class PortableLlama:
         """Rotary embedding of x (..., T, heads, dim) with tables (T, dim): x * cos + rotate_half(x)
         * sin, rounded to the activations' fixed point and clamped."""
         half = x.shape[-1] // 2
-        turned = torch.roll(x, half, dims=-1).mul_(signed_sin[:, None])
-        rotated = turned.addcmul_(x, cos[:, None])
-        return arith.shift_round(rotated, ROTARY_BITS).clamp_(-_QK_LIMIT, _QK_LIMIT)
+        rotated = torch.roll(x, half, dims=-1).mul_(signed_sin[:, None]).addcmul_(x, cos[:, None])
+        rotated += 1 << (ROTARY_BITS - 1)
+        rotated >>= ROTARY_BITS  # round(x * cos + rotate_half(x) * sin) / 2^16, halves up
+        return rotated.clamp_(-_QK_LIMIT, _QK_LIMIT)
 
     def forward(self, tokens: torch.Tensor, cache: KVCache | None = None, logits_from: int = 0) -> torch.Tensor:
         """Logits (rows, T - logits_from, V) in bits, fixed point FRACTION, for `tokens` (rows, T).
@@ -458,7 +461,7 @@ class PortableLlama:
             attended = self._attend(q, k, v, masked, self.sliding_window is None)  # (rows, T, heads * dim)
             h.add_(out(quantize_rows(attended, FRACTION, ACTIVATION_LEVELS["o"]))).clamp_(-_ACTIVATION_LIMIT, _ACTIVATION_LIMIT)
             gate, up = gate_up(norm2(h, ACTIVATION_LEVELS["gate_up"])).clamp_(-_MLP_LIMIT, _MLP_LIMIT).chunk(2, dim=-1)
-            mixed = arith.silu_fixed(gate, FRACTION).mul_(up)  # fixed point 2 * FRACTION, below 2^62
+            mixed = arith.silu_fixed_(gate, FRACTION).mul_(up)  # fixed point 2 * FRACTION, below 2^62
             h.add_(down(quantize_rows(mixed, 2 * FRACTION, ACTIVATION_LEVELS["down"]))).clamp_(-_ACTIVATION_LIMIT, _ACTIVATION_LIMIT)
         if cache is not None:
             cache.length = end
