@@ -369,6 +369,10 @@ class PortableLlama:
         self.theta, self.position_scale = _rope_settings(config)
         self.score_multiplier = arith.log2e_multiplier(self.head_dim)
         self._rotary: tuple[torch.Tensor, torch.Tensor] | None = None
+        # Probe the int8 product once per matrix shape now, with the build, not in the first call.
+        linears = [self.lm_head] + [m for layer in self.layers for m in layer if isinstance(m, Linear)]
+        for terms, columns in {tuple(m.weight_t.shape) for m in linears}:
+            arith.int_mm_is_exact(self.device.type, self.device.index, terms, columns)
 
     def new_cache(self, rows: int, context: int) -> KVCache:
         return KVCache(len(self.layers), rows, self.kv_heads, context, self.head_dim, self.device)
