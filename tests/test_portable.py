@@ -244,14 +244,21 @@ def test_int32_sums_of_halves_are_taken_only_where_they_fit():
 
     terms = 576
     limit = ((1 << 31) - 1 - 128 * 127 * terms) // 256  # the largest |hi product| that still fits
+
+    def products(value: int, dtype=torch.int32) -> torch.Tensor:  # large enough to be checked at all
+        t = torch.zeros((2, 1 << 15), dtype=dtype)
+        t[1, 7] = value
+        return t
+
     for top in (limit, -limit):
-        high = torch.tensor([[top, 5]], dtype=torch.int32)
+        high = products(top)
         assert _int32_sum_fits(high, terms)
-        low = torch.tensor([[128 * 127 * terms if top > 0 else -128 * 127 * terms, 0]], dtype=torch.int32)
+        low = products(128 * 127 * terms if top > 0 else -128 * 127 * terms)
         assert torch.equal(torch.add(low, high, alpha=256).long(), low.long() + 256 * high.long())
-    assert not _int32_sum_fits(torch.tensor([[limit + 1]], dtype=torch.int32), terms)
-    assert not _int32_sum_fits(torch.tensor([[-limit - 1]], dtype=torch.int32), terms)
-    assert not _int32_sum_fits(torch.tensor([[0]], dtype=torch.int64), terms)  # the float32 path's int64
+    assert not _int32_sum_fits(products(limit + 1), terms)
+    assert not _int32_sum_fits(products(-limit - 1), terms)
+    assert not _int32_sum_fits(products(0, torch.int64), terms)  # the float32 path's int64
+    assert not _int32_sum_fits(torch.zeros((4, 3072), dtype=torch.int32), terms)  # small: int64 anyway
 
 
 @pytest.mark.parametrize("kind", ["llama", "qwen2", "mistral"])

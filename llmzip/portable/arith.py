@@ -275,7 +275,8 @@ def _int_mm_rows(x: torch.Tensor, weight_t: torch.Tensor) -> torch.Tensor:
     rows = x.shape[0]
     if x.device.type == "cuda" and rows < _INT_MM_MIN_ROWS:
         x = torch.cat([x, x.new_zeros((_INT_MM_MIN_ROWS - rows, x.shape[1]))])
-    return torch._int_mm(x, weight_t)[:rows]
+        return torch._int_mm(x, weight_t)[:rows]
+    return torch._int_mm(x, weight_t)
 
 
 def split_int16(x: torch.Tensor) -> torch.Tensor:

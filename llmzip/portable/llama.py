@@ -74,6 +74,14 @@ def _tensor(a, device: torch.device) -> torch.Tensor:
     return torch.from_numpy(a) if isinstance(a, np.ndarray) else a  # numpy only on the CPU
 
 
+def _columns(*per_row) -> tuple[torch.Tensor, ...]:
+    """Per-row int64 quantities of one shape (R,) as (R, 1) tensors, to broadcast along the rows;
+    from numpy in one conversion."""
+    if isinstance(per_row[0], np.ndarray):
+        return torch.from_numpy(np.array(per_row)[..., None]).unbind(0)
+    return tuple(a[:, None] for a in per_row)
+
+
 class Scale(NamedTuple):
     """A positive dyadic number mantissa * 2^exponent per row (or channel), as int64 arrays:
     numpy on the CPU, tensors elsewhere (`_host`)."""
@@ -120,10 +128,10 @@ def quantize_rows(values: torch.Tensor, fraction: int, levels: int = INT8_LEVELS
     mantissa, extra = arith.normalize_small(arith.div_round(1 << 55, r), MANTISSA_BITS)
     scale = Scale(mantissa, extra + shift - 55 + down - fraction)
     # q = round((v >> down) * r / 2^s): below levels * 2^s < 2^62.
-    per_row = [_tensor(a, values.device)[:, None] for a in (down, r, arith.half_of(shift), shift)]
-    values >>= per_row[0]  # in place: every caller hands over a fresh tensor
-    q = values.mul_(per_row[1]).add_(per_row[2])
-    q >>= per_row[3]
+    down, r, half, shift = _columns(down, r, arith.half_of(shift), shift)
+    values >>= down  # in place: every caller hands over a fresh tensor
+    q = values.mul_(r).add_(half)
+    q >>= shift
     if levels <= INT8_LEVELS:
         return Activations(q.to(torch.int8), False, shape, scale)
     return Activations(arith.split_int16(q), True, shape, scale)
@@ -143,8 +151,8 @@ def _int32_sum_fits(high: torch.Tensor, terms: int) -> bool:
     """Whether 256 hi + lo fits int32 for these int32 products of the high halves (CPU only, where
     the check costs one read of `high` and no device sync). The low halves' products are at most
     128 * 127 * K in size whatever the data; the high halves' are measured."""
-    if high.dtype != torch.int32 or high.device.type != "cpu":
-        return False
+    if high.dtype != torch.int32 or high.device.type != "cpu" or high.numel() < (1 << 16):
+        return False  # (small products: the int64 sum costs no more than the check)
     low, top = torch.aminmax(high)
     return 256 * max(-int(low), int(top)) <= (1 << 31) - 1 - 128 * 127 * terms
 
@@ -199,7 +207,7 @@ class Linear:
             acc = torch.add(wide[count:], wide[:count], alpha=256)
         y = acc.long() if out is None else out.copy_(acc)
         shift = arith._ops(x.scale.exponent).clip(-(self.exponent + FRACTION) - x.scale.exponent, 0, 62)
-        mantissa, half, shift = (_tensor(a, y.device)[:, None] for a in (x.scale.mantissa, arith.half_of(shift), shift))
+        mantissa, half, shift = _columns(x.scale.mantissa, arith.half_of(shift), shift)
         y.mul_(self.mantissa).mul_(mantissa).add_(half)
         y >>= shift
         if self.bias is not None:
