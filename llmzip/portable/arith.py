@@ -3,10 +3,11 @@
 Every function here maps integer tensors to integer tensors by a rule that names one result:
 int64 addition, multiplication, comparison, shifts and floor division are exact on every CPU and
 GPU, in any order and at any batch shape. Where a float operation appears, it either works on
-integers small enough that IEEE arithmetic is exact (the matrix products, see `exact_matmul`),
-or only proposes a first guess that integer steps then correct to the one right answer
-(`isqrt`, `bit_length`). Tables of transcendental values (2^-x, cos, sin) are computed once in
-Python's arbitrary-precision integers and `decimal`, never by a platform's libm.
+integers small enough that IEEE arithmetic is exact (the matrix products, see `int_matmul`;
+frexp of a value that converts to float64 exactly, see `bit_length` and `normalize_small`), or
+only proposes a first guess that integer steps then correct to the one right answer (`isqrt`).
+Tables of transcendental values (2^-x, cos, sin) are computed once in Python's
+arbitrary-precision integers and `decimal`, never by a platform's libm.
 
 Bounds are part of each function's contract (stated in its docstring): callers keep operands
 inside them, so no int64 ever overflows and no float ever rounds.

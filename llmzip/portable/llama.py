@@ -15,16 +15,25 @@ Why the result is the same on any CPU or GPU, for any batch and for prefill as f
 1. Every operation is an integer operation whose result is defined by its operands alone (add,
    multiply, shift, floor division, comparison, max, gather), or a float matrix product whose
    operands and partial sums are integers within float's exact range (`arith.int_matmul`,
-   the float64 products of attention), an IEEE division of integers below 2^53 (correctly
-   rounded everywhere; weight requantization only), or a float first guess that integer steps
-   correct (`arith.isqrt`, `arith.bit_length`). None of these depends on summation order, vector width, thread count or
-   fused multiply-adds.
+   the float64 products of attention), or an elementary IEEE float operation whose exact result
+   is representable, which IEEE arithmetic then returns exactly: int64 to float64 and back for
+   values below 2^53, scaling by a power of two, adding 1/2, floor and ceil, frexp (the bit
+   lengths and `arith.normalize_small`), max, sums of integers whose every partial sum stays
+   below 2^53 (attention's weights), an IEEE division of integers below 2^53 (correctly rounded
+   everywhere; weight requantization only), or a float first guess that integer steps correct
+   (`arith.isqrt`). None of these depends on summation order, vector width, thread count or
+   fused multiply-adds. The few per-row numbers of each step (scales, shifts) are computed in
+   numpy on the CPU and in torch elsewhere: the same int64 and float64 operations.
 2. Every operation works row by row (per token), except attention, which reads the rows of the
    keys and values of the positions it may see: a token's numbers depend on its own row and the
    earlier tokens of its window, never on which other windows or positions share the call. A
    masked position contributes an exact 0 and does not enter the row's max.
 3. So stepping one token over a KV cache computes, for that token, exactly the operations a
    full-sequence forward computes for it, on the same integers.
+4. Where a value is computed in more than one way for speed (16-bit halves summed in int32 where
+   a measured bound allows it or else in int64, a float64 or float32 KV cache, attention in
+   query blocks, the output layer and the quantizer a block of rows at a time), every way is
+   exact, so each gives the same integers (tests/test_portable.py compares them).
 Bounds that keep every int64 and every float product exact are stated where they are relied on.
 """
 from __future__ import annotations
