@@ -32,8 +32,9 @@ Why the result is the same on any CPU or GPU, for any batch and for prefill as f
    full-sequence forward computes for it, on the same integers.
 4. Where a value is computed in more than one way for speed (16-bit halves summed in int32 where
    a measured bound allows it or else in int64, a float64 or float32 KV cache, attention in
-   query blocks, the output layer and the quantizer a block of rows at a time), every way is
-   exact, so each gives the same integers (tests/test_portable.py compares them).
+   query blocks, the output layer and the quantizer a block of rows at a time, a decoding step
+   of a few windows on the CPU in numpy, `host`), every way is exact, so each gives the same
+   integers (tests/test_portable.py compares them).
 Bounds that keep every int64 and every float product exact are stated where they are relied on.
 """
 from __future__ import annotations
@@ -46,7 +47,7 @@ import numpy as np
 import torch
 
 from ..errors import UnsupportedParameterError
-from . import arith
+from . import arith, host
 
 FRACTION = 16  # fixed-point bits of activations and logits
 ROTARY_BITS = 16  # fixed-point bits of the cos/sin tables
@@ -425,8 +426,18 @@ class PortableLlama:
         skipping some changes no other.
         """
         with torch.inference_mode():
+            if (cache is not None and tokens.shape[1] == 1 and logits_from == 0 and self.device.type == "cpu"
+                    and HOST_SCALARS and tokens.shape[0] <= host.STEP_ROWS and self._position_check(cache.length + 1, cache)):
+                return host.step_logits(self, tokens, cache)  # the same step in numpy: a fraction of the overhead
             h = self._hidden(tokens, cache)[:, logits_from:]
             return self.lm_head.blocked(self.final_norm(h, ACTIVATION_LEVELS["lm_head"]))
+
+    def _position_check(self, end: int, cache: KVCache | None) -> bool:
+        if end > self.max_positions:
+            raise UnsupportedParameterError(f"position {end} exceeds this model's {self.max_positions} positions")
+        if cache is not None and end > cache.context:
+            raise ValueError(f"the cache holds {cache.context} positions, not {end}")
+        return True
 
     def intervals(self, tokens: torch.Tensor, targets: torch.Tensor, logits_from: int = 0
                   ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -453,10 +464,7 @@ class PortableLlama:
         rows, count = tokens.shape
         start = cache.length if cache is not None else 0
         end = start + count
-        if end > self.max_positions:
-            raise UnsupportedParameterError(f"position {end} exceeds this model's {self.max_positions} positions")
-        if cache is not None and end > cache.context:
-            raise ValueError(f"the cache holds {cache.context} positions, not {end}")
+        self._position_check(end, cache)
         cos_all, sin_all = self._rotary_tables(end)
         cos, sin = cos_all[start:end], sin_all[start:end]
         key_positions = torch.arange(end, device=self.device)
