@@ -86,9 +86,9 @@ def _integer_block(logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, to
     shift = FRACTION - arith.EXP_FRACTION_BITS
     gaps = torch.sub(logits.gather(-1, top_index) + (1 << (shift - 1)), logits)  # x_max - x, rounded up at halves ...
     gaps >>= shift  # ... and floored: round((x_max - x) / 2^6), as arith.shift_round
-    weights = arith.gather(arith.exp_table(logits.device, torch.int32), gaps.clamp_(max=arith.EXP_TABLE_SIZE - 1))
-    total = weights.sum(dim=-1, keepdim=True)  # int64; each w <= 2^30 (int32 holds the table)
-    shares = weights * torch.div((TOTAL - vocab) << RECIPROCAL_BITS, total, rounding_mode="floor")
+    weights = arith.gather(arith.exp_table(logits.device), gaps.clamp_(max=arith.EXP_TABLE_SIZE - 1))
+    total = weights.sum(dim=-1, keepdim=True)
+    shares = weights.mul_(torch.div((TOTAL - vocab) << RECIPROCAL_BITS, total, rounding_mode="floor"))
     shares >>= RECIPROCAL_BITS
     return shares, top_index, total
 
