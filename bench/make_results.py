@@ -448,8 +448,12 @@ def portable_section(path: Path) -> str:
         f"full-sequence forwards to compress, stepping to decompress; {settings['repeats']} run(s) each, medians",
         f"- command: `{r['command']}`; building the integer model from the float weights took "
         f"{r['portable_build_seconds']:.1f} s (once per loaded model, not in the timings)",
-        "",
     ]
+    if "load_average" in r:
+        load = r["load_average"]
+        lines.append(f"- load average (1, 5, 15 min) before the run {', '.join(f'{x:.2f}' for x in load['before'])}, "
+                     f"after it {', '.join(f'{x:.2f}' for x in load['after'])}")
+    lines.append("")
     rows = []
     for row in r["rows"]:
         rows.append([row["file"], row["engine"], f(row["bits_per_byte"], ".4f"), f(row["stream_bits_per_byte"], ".4f"),
@@ -465,6 +469,14 @@ def portable_section(path: Path) -> str:
               f"x{ratio['stream_bits_per_byte']:.4f} (coded streams alone); compression x{ratio['compress_tokens_per_s']:.2f} "
               f"and decompression x{ratio['decompress_tokens_per_s']:.2f} the tokens per second. Every file was "
               "decompressed and compared with its input."]
+    if "compress_tokens_per_cpu_s" in ratio:
+        cpu = {name: summary for name, summary in r["summary"].items()}
+        lines += ["", "Per CPU-second of the process (all threads; what each engine costs, whatever share of the "
+                  "shared cores it got): " + "; ".join(
+                      f"{name} compresses {s['compress_tokens_per_cpu_s']:.1f} and decompresses "
+                      f"{s['decompress_tokens_per_cpu_s']:.1f} tokens" for name, s in cpu.items())
+                  + f", portable over float x{ratio['compress_tokens_per_cpu_s']:.2f} and "
+                  f"x{ratio['decompress_tokens_per_cpu_s']:.2f}."]
     return "\n".join(lines) + "\n"
 
 

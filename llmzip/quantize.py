@@ -72,33 +72,42 @@ def frequencies_torch(logits: torch.Tensor) -> torch.Tensor:
     return freqs
 
 
-def _integer_shares(logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Steps 1-2 of int-v1: (floor(w * M / 2^38), the remainder, the first maximal logit, sum(w))
-    per row."""
+_INTEGER_BLOCK_ROWS = 8  # rows per pass of the integer quantizer: its int64 rows stay in cache
+
+
+def _integer_block(logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Steps 1-2 of int-v1 for a few rows: (floor(w * M / 2^38), the first maximal logit's index,
+    sum(w)) per row, with w = 2^30 * 2^-(gap) and gap = min(round((x_max - x) / 2^6), table end)."""
     from .portable import arith
     from .portable.llama import FRACTION
 
-    vocab = _checked_vocab(logits)
-    top = logits.amax(dim=-1, keepdim=True)
-    weights = arith.pow2_neg(arith.shift_round_(top - logits, torch.tensor(FRACTION - arith.EXP_FRACTION_BITS)))
+    vocab = logits.shape[-1]
+    top_index = torch.argmax(logits, dim=-1, keepdim=True)
+    shift = FRACTION - arith.EXP_FRACTION_BITS
+    gaps = torch.sub(logits.gather(-1, top_index) + (1 << (shift - 1)), logits)  # x_max - x, rounded up at halves ...
+    gaps >>= shift  # ... and floored: round((x_max - x) / 2^6), as arith.shift_round
+    weights = arith.gather(arith.exp_table(logits.device), gaps.clamp_(max=arith.EXP_TABLE_SIZE - 1))
     total = weights.sum(dim=-1, keepdim=True)
     shares = weights.mul_(torch.div((TOTAL - vocab) << RECIPROCAL_BITS, total, rounding_mode="floor"))
     shares >>= RECIPROCAL_BITS
-    remainder = TOTAL - vocab - shares.sum(dim=-1, keepdim=True)
-    return shares, remainder, torch.argmax(logits, dim=-1, keepdim=True), total
+    return shares, top_index, total
 
 
 def frequencies_integer(logits: torch.Tensor) -> torch.Tensor:
     """The portable quantizer: int64 frequencies (rows, V) from int64 logits in bits, fixed point 16.
     On a GPU one Triton kernel computes the same integers (`llmzip.kernels.integer_quantize`)."""
+    vocab = _checked_vocab(logits)
     if logits.is_cuda:
         from .kernels import integer_quantize
 
-        _checked_vocab(logits)
-
         return integer_quantize.frequencies(logits)
-    shares, remainder, top, _ = _integer_shares(logits)
-    return shares.add_(1).scatter_add_(-1, top, remainder)
+    freqs = torch.empty(logits.shape, dtype=torch.int64, device=logits.device)
+    for first in range(0, logits.shape[0], _INTEGER_BLOCK_ROWS):
+        last = min(logits.shape[0], first + _INTEGER_BLOCK_ROWS)
+        shares, top, _ = _integer_block(logits[first:last])
+        remainder = (TOTAL - vocab) - shares.sum(dim=-1, keepdim=True)
+        torch.add(shares, 1, out=freqs[first:last]).scatter_add_(-1, top, remainder)
+    return freqs
 
 
 def intervals_integer(logits: torch.Tensor, tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -108,12 +117,26 @@ def intervals_integer(logits: torch.Tensor, tokens: torch.Tensor) -> tuple[torch
     remainder if the top token is below it."""
     from .portable.llama import FRACTION
 
-    shares, remainder, top, total = _integer_shares(logits)
+    vocab = _checked_vocab(logits)
     index = tokens.reshape(-1, 1).long()
+    on_cpu = logits.device.type == "cpu"
+    parts = []
+    for first in range(0, logits.shape[0], _INTEGER_BLOCK_ROWS if on_cpu else 128):
+        last = min(logits.shape[0], first + (_INTEGER_BLOCK_ROWS if on_cpu else 128))
+        shares, top, total = _integer_block(logits[first:last])
+        token = index[first:last]
+        share = shares.gather(-1, token)
+        if on_cpu:  # a sum over each row's prefix: no cumulative table
+            below = torch.stack([shares[i, :t].sum() for i, t in enumerate(token.view(-1).tolist())])[:, None]
+            shares_total = shares.sum(dim=-1, keepdim=True)
+        else:  # no host round trip on a GPU
+            cumulative = shares.cumsum_(dim=-1)
+            below, shares_total = cumulative.gather(-1, token) - share, cumulative[:, -1:]
+        parts.append((share, below, shares_total, top, total))
+    share, below, shares_total, top, total = (torch.cat(column) for column in zip(*parts))
+    remainder = (TOTAL - vocab) - shares_total
     gap_bits = (logits.gather(-1, top) - logits.gather(-1, index)).squeeze(-1).double() / (1 << FRACTION)
     nll_bits = torch.log2(total.squeeze(-1).double()) - 30 + gap_bits
-    share = shares.gather(-1, index)
-    below = shares.cumsum_(dim=-1).gather(-1, index) - share
     low = below + index + torch.where(top < index, remainder, 0)
     freq = share + 1 + torch.where(top == index, remainder, 0)
     return low.squeeze(-1), freq.squeeze(-1), nll_bits

@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -28,23 +29,50 @@ def _random_ints(n: int, bits: int, seed: int, signed: bool = True) -> list[int]
     return values + [0, 1, (1 << bits) - 1] + ([-(1 << bits) + 1, -1] if signed else [])
 
 
-def test_rounding_primitives_match_python_integers():
+# The rounding helpers run on torch tensors and, for the engine's per-row numbers on the CPU, on
+# numpy arrays: both must be Python's integers.
+ARRAYS = {"torch": torch.tensor, "numpy": lambda values: np.array(values, dtype=np.int64)}
+
+
+@pytest.mark.parametrize("kind", ARRAYS)
+def test_rounding_primitives_match_python_integers(kind):
+    array = ARRAYS[kind]
     n = _random_ints(2000, 50, 0)
     d = [abs(v) % (1 << 20) + 1 for v in _random_ints(2003, 30, 1)][: len(n)]
-    got = arith.div_round(torch.tensor(n), torch.tensor(d)).tolist()
+    got = arith.div_round(array(n), array(d)).tolist()
     assert got == [(2 * a + b) // (2 * b) for a, b in zip(n, d)]
+    assert arith.div_round(1 << 55, array(d)).tolist() == [((1 << 56) + b) // (2 * b) for b in d]
     shifts = [abs(v) % 40 for v in _random_ints(2003, 10, 2)][: len(n)]
-    got = arith.shift_round(torch.tensor(n), torch.tensor(shifts)).tolist()
+    got = arith.shift_round(array(n), array(shifts)).tolist()
     assert got == [(a + ((1 << s) >> 1)) >> s for a, s in zip(n, shifts)]
+    totals = [abs(v) + 1 for v in _random_ints(2000, 44, 4)]
+    r, s = arith.reciprocal(array(totals), 18)
+    assert (r.tolist(), s.tolist()) == ([(1 << (t.bit_length() + 17)) // t for t in totals], [t.bit_length() + 17 for t in totals])
+    exponents = list(range(-1022, 1024))
+    assert arith.pow2_float(array(exponents)).tolist() == [2.0 ** e for e in exponents]
 
 
-def test_bit_length_and_isqrt_are_exact_at_every_power_of_two():
+@pytest.mark.parametrize("kind", ARRAYS)
+def test_bit_length_isqrt_and_normalize_are_exact_at_every_power_of_two(kind):
+    array = ARRAYS[kind]
     edges = [(1 << k) + delta for k in range(62) for delta in (-1, 0, 1) if (1 << k) + delta >= 0]
     values = edges + _random_ints(3000, 61, 3, signed=False)
-    t = torch.tensor(values)
-    assert arith.bit_length(t).tolist() == [v.bit_length() for v in values]
+    assert arith.bit_length(array(values)).tolist() == [v.bit_length() for v in values]
+    small = [v for v in values if v <= (1 << 53)]
+    assert arith.bit_length_small(array(small)).tolist() == [v.bit_length() for v in small]
     squares = [v for v in values if v < (1 << 62)] + [k * k + d for k in (3, 1 << 20, (1 << 30) + 7) for d in (-1, 0, 1)]
-    assert arith.isqrt(torch.tensor(squares)).tolist() == [math.isqrt(v) for v in squares]
+    assert arith.isqrt(array(squares)).tolist() == [math.isqrt(v) for v in squares]
+
+    def normalized(v, bits):  # round(v / 2^e), halves up, to `bits` significant bits
+        e = v.bit_length() - bits
+        return ((v + (1 << (e - 1))) >> e if e > 0 else v << -e), e
+
+    for bits in (12, 40):
+        positive = [v for v in values if v > 0]
+        m, e = arith.normalize(array(positive), bits)
+        assert list(zip(m.tolist(), e.tolist())) == [normalized(v, bits) for v in positive]
+        m, e = arith.normalize_small(array([v for v in small if v > 0]), bits)
+        assert list(zip(m.tolist(), e.tolist())) == [normalized(v, bits) for v in small if v > 0]
 
 
 def test_int8_matmul_is_exact_beyond_float32s_24_bits():
@@ -170,6 +198,67 @@ def test_prefill_equals_stepping_and_batch_does_not_matter(architectures, kind):
     assert torch.equal(engine.forward(tokens[:1]), full[:1])  # batch 1
     assert torch.equal(engine.forward(tokens)[:7], full)  # batch 64
     assert torch.equal(engine.forward(tokens[:1, :23]), full[:1, :23])  # a shorter window
+
+
+@pytest.mark.parametrize("kind", ["llama", "qwen2", "mistral"])
+def test_every_implementation_path_gives_the_same_integers(architectures, kind, monkeypatch):
+    """The engine computes some numbers in more than one way (chosen by device, size or measured
+    bounds); each way must give the same integers: per-row numbers in numpy (CPU) or torch (what
+    a GPU runs), 16-bit halves summed in int32 or int64, a float64 or float32 KV cache, and the
+    encoder's blocked intervals against the quantizer on forward's logits."""
+    from llmzip.portable import llama as portable_llama
+
+    loaded = architectures[kind]
+    engine = PortableLlama(loaded.model)
+    torch.manual_seed(6)
+    tokens = torch.randint(0, loaded.vocab_size, (3, 50))
+    reference = engine.forward(tokens)
+
+    def stepped():
+        cache = engine.new_cache(3, 50)
+        chunks = [engine.forward(tokens[:, :20], cache), engine.forward(tokens[:, 20:30], cache)]  # a prefill, a continuation
+        return torch.cat(chunks + [engine.forward(tokens[:, t : t + 1], cache) for t in range(30, 50)], dim=1)
+
+    assert torch.equal(stepped(), reference)
+    with monkeypatch.context() as m:
+        m.setattr(portable_llama, "HOST_SCALARS", False)
+        assert torch.equal(engine.forward(tokens), reference)
+        assert torch.equal(stepped(), reference)
+    with monkeypatch.context() as m:
+        m.setattr(portable_llama, "_int32_sum_fits", lambda high, terms: False)
+        assert torch.equal(engine.forward(tokens), reference)
+    with monkeypatch.context() as m:
+        m.setattr(portable_llama, "_KV_FLOAT64_BYTES", 0)
+        assert engine.new_cache(3, 50).keys.dtype == torch.float32
+        assert torch.equal(stepped(), reference)
+    targets = torch.randint(0, loaded.vocab_size, (3, 40))
+    low, freq, nll_bits = engine.intervals(tokens, targets, logits_from=10)
+    expected = intervals_integer(reference[:, 10:].reshape(-1, reference.shape[-1]), targets.reshape(-1))
+    assert torch.equal(low.reshape(-1), expected[0]) and torch.equal(freq.reshape(-1), expected[1])
+    assert torch.allclose(nll_bits.reshape(-1), expected[2])
+    assert torch.equal(engine.forward(tokens, logits_from=10), reference[:, 10:])
+
+
+def test_int32_sums_of_halves_are_taken_only_where_they_fit():
+    from llmzip.portable.llama import _int32_sum_fits
+
+    terms = 576
+    limit = ((1 << 31) - 1 - 128 * 127 * terms) // 256  # the largest |hi product| that still fits
+
+    def products(value: int, dtype=torch.int32) -> torch.Tensor:  # large enough to be checked at all
+        t = torch.zeros((2, 1 << 15), dtype=dtype)
+        t[1, 7] = value
+        return t
+
+    for top in (limit, -limit):
+        high = products(top)
+        assert _int32_sum_fits(high, terms)
+        low = products(128 * 127 * terms if top > 0 else -128 * 127 * terms)
+        assert torch.equal(torch.add(low, high, alpha=256).long(), low.long() + 256 * high.long())
+    assert not _int32_sum_fits(products(limit + 1), terms)
+    assert not _int32_sum_fits(products(-limit - 1), terms)
+    assert not _int32_sum_fits(products(0, torch.int64), terms)  # the float32 path's int64
+    assert not _int32_sum_fits(torch.zeros((4, 3072), dtype=torch.int32), terms)  # small: int64 anyway
 
 
 @pytest.mark.parametrize("kind", ["llama", "qwen2", "mistral"])

@@ -3,10 +3,11 @@
 Every function here maps integer tensors to integer tensors by a rule that names one result:
 int64 addition, multiplication, comparison, shifts and floor division are exact on every CPU and
 GPU, in any order and at any batch shape. Where a float operation appears, it either works on
-integers small enough that IEEE arithmetic is exact (the matrix products, see `exact_matmul`),
-or only proposes a first guess that integer steps then correct to the one right answer
-(`isqrt`, `bit_length`). Tables of transcendental values (2^-x, cos, sin) are computed once in
-Python's arbitrary-precision integers and `decimal`, never by a platform's libm.
+integers small enough that IEEE arithmetic is exact (the matrix products, see `int_matmul`;
+frexp of a value that converts to float64 exactly, see `bit_length` and `normalize_small`), or
+only proposes a first guess that integer steps then correct to the one right answer (`isqrt`).
+Tables of transcendental values (2^-x, cos, sin) are computed once in Python's
+arbitrary-precision integers and `decimal`, never by a platform's libm.
 
 Bounds are part of each function's contract (stated in its docstring): callers keep operands
 inside them, so no int64 ever overflows and no float ever rounds.
@@ -17,7 +18,9 @@ import decimal
 import functools
 from typing import Callable
 
+import numpy as np
 import torch
+
 
 def _fixed_from_decimal(value: decimal.Decimal, context: decimal.Context, bits: int) -> int:
     """round(value * 2^bits), halves to even, as a Python int."""
@@ -26,70 +29,171 @@ def _fixed_from_decimal(value: decimal.Decimal, context: decimal.Context, bits: 
 
 # --------------------------------------------------------------------------------------------
 # Rounding
+#
+# These work on int64 torch tensors and, with the same code, on int64 numpy arrays: the engine
+# keeps its per-row numbers (scales, shifts, bit lengths: a few values per row) in numpy on the
+# CPU, where a tiny array operation costs a fraction of a torch operation's overhead. Python's
+# operators (+ - * & << >>) mean the same exact int64 operations on both; the few functions that
+# differ in name come from `_ops`. Shift counts stay in [0, 62] and values inside the stated
+# bounds, so nothing here depends on how a library treats overflow or oversized shifts.
 
 
-def div_round(numerator: torch.Tensor, denominator: torch.Tensor | int) -> torch.Tensor:
+class _TorchOps:
+    where = staticmethod(torch.where)
+    frexp = staticmethod(torch.frexp)
+    floor = staticmethod(torch.floor)
+    sqrt = staticmethod(torch.sqrt)
+
+    @staticmethod
+    def f64(x):
+        return x.double()
+
+    @staticmethod
+    def i64(x):
+        return x.long()
+
+    @staticmethod
+    def at_least(x, low):
+        return x.clamp(min=low)
+
+    @staticmethod
+    def clip(x, low, high):
+        return x.clamp(low, high)
+
+    @staticmethod
+    def floordiv(a, b):
+        return torch.div(a, b, rounding_mode="floor")
+
+    @staticmethod
+    def pow2(shift):
+        return torch.bitwise_left_shift(1, shift)
+
+
+class _NumpyOps:
+    where = staticmethod(np.where)
+    frexp = staticmethod(np.frexp)
+    floor = staticmethod(np.floor)
+    sqrt = staticmethod(np.sqrt)
+    at_least = staticmethod(np.maximum)
+
+    @staticmethod
+    def clip(x, low, high):
+        return np.minimum(np.maximum(x, low), high)  # np.clip's overhead is many times a ufunc's
+    floordiv = staticmethod(np.floor_divide)
+
+    @staticmethod
+    def f64(x):
+        return x.astype(np.float64)
+
+    @staticmethod
+    def i64(x):
+        return x.astype(np.int64)
+
+    @staticmethod
+    def pow2(shift):
+        return np.left_shift(np.int64(1), shift)
+
+
+def _ops(x):
+    return _NumpyOps if isinstance(x, np.ndarray) else _TorchOps
+
+
+def div_round(numerator, denominator):
     """round(numerator / denominator), halves rounded up, for a positive denominator.
 
     floor((2n + d) / 2d) in int64: exact while |2n + d| < 2^63.
     """
-    return torch.div(2 * numerator + denominator, 2 * denominator, rounding_mode="floor")
+    xp = _ops(denominator) if isinstance(numerator, int) else _ops(numerator)
+    return xp.floordiv(2 * numerator + denominator, 2 * denominator)
 
 
-def shift_round(value: torch.Tensor, shift: torch.Tensor | int) -> torch.Tensor:
-    """round(value / 2^shift), halves rounded up, for 0 <= shift <= 62 (a tensor or an int)."""
+def shift_round(value, shift):
+    """round(value / 2^shift), halves rounded up, for 0 <= shift <= 62 (an int, or an int64 tensor)."""
     if isinstance(shift, int):
         return value if shift == 0 else (value + (1 << (shift - 1))) >> shift
-    half = torch.bitwise_left_shift(torch.ones_like(shift), shift) >> 1  # 0 where shift == 0
-    return (value + half) >> shift
+    return (value + half_of(shift)) >> shift
+
+
+def half_of(shift):
+    """2^(shift - 1), and 0 where shift is 0: what `shift_round` adds before shifting."""
+    return _ops(shift).pow2(shift) >> 1
 
 
 def shift_round_(value: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
-    """`shift_round` in place, for large tensors (a shift tensor broadcast against them)."""
-    half = torch.bitwise_left_shift(torch.ones_like(shift), shift) >> 1
-    value += half
+    """`shift_round` in place, for large tensors (an int64 shift tensor broadcast against them)."""
+    value += half_of(shift)
     value >>= shift
     return value
 
 
-def bit_length(value: torch.Tensor) -> torch.Tensor:
-    """The number of bits of each non-negative value below 2^62 (0 for 0), like int.bit_length.
+def bit_length(value):
+    """The number of bits of each non-negative value below 2^62 (0 for 0), like int.bit_length, as int64.
 
-    float64's exponent (frexp, an exact operation) proposes the answer; it is exact below 2^53,
-    and above, where the conversion may round up to the next power of two, one integer
-    comparison corrects it, because 2^(n-1) <= v < 2^n holds for exactly one n.
+    float64's exponent (frexp, an exact operation) gives it for any value that converts to float64
+    exactly. Clearing the 10 lowest bits of a value of at least 2^10 leaves its bit length alone
+    and at most 52 significant bits (bits 10 to 61), so the conversion is exact: no rounding up to
+    the next power of two.
     """
-    _, guess = torch.frexp(value.double())
-    guess = guess.long()
-    rounded_up = (value < torch.bitwise_left_shift(torch.ones_like(value), (guess - 1).clamp(min=0))) & (value > 0)
-    return guess - rounded_up.long()
+    xp = _ops(value)
+    exact = xp.where(value >= 1024, value & -1024, value)
+    return xp.i64(xp.frexp(xp.f64(exact))[1])
 
 
-def isqrt(value: torch.Tensor) -> torch.Tensor:
+def bit_length_small(value):
+    """`bit_length` of non-negative values up to 2^53, which convert to float64 exactly: frexp alone."""
+    xp = _ops(value)
+    return xp.i64(xp.frexp(xp.f64(value))[1])
+
+
+def isqrt(value):
     """floor(sqrt(v)) of each non-negative v below 2^62, exactly.
 
-    float64's square root gives a guess within a few units of the answer; integer steps move it
-    until r^2 <= v < (r + 1)^2, which names exactly one r.
+    float64's square root proposes r0. Converting v to float64 and taking the root each err by at
+    most a relative 2^-52 (a correctly rounded sqrt errs by 2^-53; an error of many more units in
+    the last place would do too), so |r0 - sqrt(v)| < sqrt(v) * 2^-51 < 2^-20: with r the answer
+    (r <= sqrt(v) < r + 1), floor(r0) is r - 1, r or r + 1. One step down where r0^2 > v, then
+    one step up where (r0 + 1)^2 <= v, give the one r with r^2 <= v < (r + 1)^2.
     """
-    root = torch.floor(torch.sqrt(value.double())).long()
-    for _ in range(4):
-        root = torch.where(root * root > value, root - 1, root)
-        root = torch.where((root + 1) * (root + 1) <= value, root + 1, root)
-    if bool(((root * root > value) | ((root + 1) * (root + 1) <= value)).any()):
-        raise ArithmeticError("isqrt did not converge")  # cannot happen below 2^62
-    return root
+    xp = _ops(value)
+    root = xp.i64(xp.sqrt(xp.f64(value)))  # truncation is floor here: the root is >= 0
+    root = xp.where(root * root > value, root - 1, root)
+    above = root + 1
+    return xp.where(above * above <= value, above, root)
 
 
-def normalize(value: torch.Tensor, bits: int) -> tuple[torch.Tensor, torch.Tensor]:
+def normalize(value, bits: int):
     """(mantissa, exponent) with mantissa * 2^exponent ~= value and bits-1 <= log2(mantissa) < bits.
 
     The mantissa is value rounded to `bits` significant bits (a value rounding up to 2^bits gives
-    2^bits); values must be positive and below 2^62.
+    2^bits); values must be positive and below 2^62. With e = bit_length - bits: for e > 0 the
+    mantissa is round(v / 2^e) = ((2v >> e) + 1) >> 1 (floor((v + 2^(e-1)) / 2^e) taken in two
+    floors), for e <= 0 it is v << -e = ((2v << -e) + 1) >> 1; 2v < 2^63.
     """
+    xp = _ops(value)
     exponent = bit_length(value) - bits
-    down = shift_round(value, exponent.clamp(min=0))
-    up = torch.bitwise_left_shift(value, (-exponent).clamp(min=0))
-    return torch.where(exponent > 0, down, up), exponent
+    up = xp.at_least(-exponent, 0)
+    down = xp.at_least(exponent, 0)
+    mantissa = (((value << (up + 1)) >> down) + 1) >> 1
+    return mantissa, exponent
+
+
+def normalize_small(value, bits: int):
+    """`normalize` of positive values up to 2^53, in float64 where that is exact (bits <= 50).
+
+    v = f * 2^E exactly (frexp, 1/2 <= f < 1, E = bit_length(v)); f * 2^bits = v / 2^(E - bits)
+    is exact (a power-of-two scaling), and adding 1/2 is exact because the sum needs at most E
+    <= 53 significant bits; floor then gives round(v / 2^(E - bits)), halves up, as `normalize`.
+    """
+    xp = _ops(value)
+    fraction, exponent = xp.frexp(xp.f64(value))
+    return xp.i64(xp.floor(fraction * float(1 << bits) + 0.5)), xp.i64(exponent) - bits
+
+
+def pow2_float(exponent):
+    """2.0^exponent as float64 for int64 exponents in [-1022, 1023], from the bit pattern of an
+    IEEE-754 double (exact: no pow or exp2 of a math library)."""
+    pattern = (exponent + 1023) << 52
+    return pattern.view(np.float64) if isinstance(pattern, np.ndarray) else pattern.view(torch.float64)
 
 
 # --------------------------------------------------------------------------------------------
@@ -144,17 +248,25 @@ def int_mm_is_exact(device_type: str, device_index: int | None, terms: int, colu
     if device.type == "cuda" and (terms % 8 or columns % 8):
         return False
     generator = torch.Generator().manual_seed(terms * 131 + columns)
+    random_columns = torch.randint(-127, 128, (len(range(1, columns, 3)), terms), generator=generator, dtype=torch.int8)
+    w = torch.full((terms, columns), 127, dtype=torch.int8)
+    w[:, 1::3] = random_columns.t()
+    # Every row of x below is +127 or -127 throughout, so each row of x @ w is +-127 times w's
+    # column sums: the expected products without a float64 product the size of the real one.
+    column_sums = torch.full((columns,), 127 * terms, dtype=torch.int64)
+    column_sums[1::3] = random_columns.sum(dim=1, dtype=torch.int64)
+    column_sums *= 127
+    if 127 * 127 * terms < (1 << 31):  # the products are int32: compare in int32
+        column_sums = column_sums.int()
+    w = w.to(device)
     for rows in (1, 7, 64, 512):
         x = torch.full((rows, terms), 127, dtype=torch.int8)
-        w = torch.full((terms, columns), 127, dtype=torch.int8)
         x[1::2] = -127
-        w[:, 1::3] = torch.randint(-127, 128, (terms, len(range(1, columns, 3))), generator=generator, dtype=torch.int8)
-        expected = (x.double() @ w.double()).long()
         try:
-            got = _int_mm_rows(x.to(device), w.to(device)).cpu().long()
+            got = _int_mm_rows(x.to(device), w).cpu()
         except RuntimeError:
             return False
-        if not torch.equal(got, expected):
+        if not (bool((got[0::2] == column_sums).all()) and bool((got[1::2] == -column_sums).all())):
             return False
     return True
 
@@ -164,30 +276,47 @@ def _int_mm_rows(x: torch.Tensor, weight_t: torch.Tensor) -> torch.Tensor:
     rows = x.shape[0]
     if x.device.type == "cuda" and rows < _INT_MM_MIN_ROWS:
         x = torch.cat([x, x.new_zeros((_INT_MM_MIN_ROWS - rows, x.shape[1]))])
-    return torch._int_mm(x, weight_t)[:rows]
+        return torch._int_mm(x, weight_t)[:rows]
+    return torch._int_mm(x, weight_t)
+
+
+def split_int16(x: torch.Tensor) -> torch.Tensor:
+    """Integer rows (R, K) with |x| <= INT16_LEVELS as int8 halves stacked (2R, K): x = 256 hi + lo
+    with hi = (x + 128) >> 8 in [-128, 127] and lo = x - 256 hi in [-128, 127]. Computed in int16,
+    which holds x + 128 and 256 hi."""
+    x = x.to(torch.int16, copy=True)  # a copy of its own even from int16: it is overwritten below
+    high = x + 128
+    high >>= 8
+    rows = torch.empty((2 * x.shape[0], x.shape[1]), dtype=torch.int8, device=x.device)
+    rows[: x.shape[0]] = high
+    rows[x.shape[0] :] = x.sub_(high, alpha=256)
+    return rows
+
+
+def int8_products(rows: torch.Tensor, weight_t: torch.Tensor, weight_float: Callable[[], torch.Tensor]) -> torch.Tensor:
+    """rows @ weight_t for int8 rows (R, K) and int8 weights, exact: int32 from torch._int_mm where
+    `int_mm_is_exact` vouches for it, else int64 from `float32_int8_matmul` on the float32
+    weights that `weight_float` returns (the same integers)."""
+    terms, columns = weight_t.shape
+    if int_mm_is_exact(rows.device.type, rows.device.index, terms, columns):
+        return _int_mm_rows(rows, weight_t)
+    return float32_int8_matmul(rows.float(), weight_float())
 
 
 def int_matmul(x: torch.Tensor, weight_t: torch.Tensor, weight_float: Callable[[], torch.Tensor]) -> torch.Tensor:
     """x @ weight_t, exact, as int64, for int8 weights (|w| <= 127) and int8 or int16 x.
 
-    int16 x (|x| <= INT16_LEVELS) is split into int8 halves, x = 256 hi + lo with lo in
-    [-128, 127], both multiplied in one product of twice the rows. The int8 product runs
-    through torch._int_mm where `int_mm_is_exact` vouches for it, else through
-    `float32_int8_matmul` on the float32 weights that `weight_float` returns.
+    int16 x (|x| <= INT16_LEVELS) is split into int8 halves (`split_int16`), both multiplied in
+    one product of twice the rows (`int8_products`), and recombined as 256 hi + lo in int64.
     """
     terms, columns = weight_t.shape
     flat = x.reshape(-1, terms)
     rows = flat.shape[0]
     if flat.dtype == torch.int16:
-        wide = flat.int()
-        high = (wide + 128) >> 8
-        flat = torch.cat([high, wide.sub_(high << 8)]).to(torch.int8)
-    if int_mm_is_exact(x.device.type, x.device.index, terms, columns):
-        acc = _int_mm_rows(flat, weight_t)
-    else:
-        acc = float32_int8_matmul(flat.float(), weight_float())
-    if acc.shape[0] != rows:  # the two halves of 16-bit rows, widened once
-        acc = acc[:rows].long().mul_(256).add_(acc[rows:])
+        flat = split_int16(flat)
+    acc = int8_products(flat, weight_t, weight_float)
+    if acc.shape[0] != rows:  # the two halves of 16-bit rows
+        acc = torch.add(acc[rows:].long(), acc[:rows], alpha=256)
     return acc.long().reshape(*x.shape[:-1], columns)
 
 
@@ -223,15 +352,28 @@ def _exp_table(device_type: str, device_index: int | None) -> torch.Tensor:
     return table.to(torch.device(device_type, device_index) if device_index is not None else device_type)
 
 
-def exp_table(device: torch.device) -> torch.Tensor:
-    """The table of 2^30 * 2^(-i / 1024) on `device` (see `_exp_table`), for kernels that gather from it."""
-    return _exp_table(*_device_key(device))
+def exp_table(device: torch.device, dtype: torch.dtype = torch.int64) -> torch.Tensor:
+    """The table of 2^30 * 2^(-i / 1024) on `device` (see `_exp_table`), for kernels that gather
+    from it; its entries are integers below 2^31, so int32 and float64 copies hold them exactly."""
+    return _exp_table_as(*_device_key(device), dtype)
+
+
+@functools.lru_cache(maxsize=None)
+def _exp_table_as(device_type: str, device_index: int | None, dtype: torch.dtype) -> torch.Tensor:
+    table = _exp_table(device_type, device_index)
+    return table if dtype == torch.int64 else table.to(dtype)
+
+
+def gather(table: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    """table[index] for a 1-D table and integer indices in range: index_select on the flattened
+    indices (the same entries as advanced indexing, several times faster on the CPU)."""
+    return table.index_select(0, index.reshape(-1)).view(index.shape)
 
 
 def pow2_neg(x: torch.Tensor) -> torch.Tensor:
     """2^30 * 2^(-x / 1024) for int64 x >= 0 from the table (one gather; 0 once x / 1024 > 31).
     Relative error below 2^-10 * ln 2 / 2, from the table's step."""
-    return _exp_table(*_device_key(x.device))[x.clamp(max=EXP_TABLE_SIZE - 1)]
+    return gather(_exp_table(*_device_key(x.device)), x.clamp(max=EXP_TABLE_SIZE - 1))
 
 
 LOG2E_BITS = 24
@@ -270,20 +412,34 @@ def _sigmoid_table(device_type: str, device_index: int | None) -> torch.Tensor:
 
 def silu_fixed(x: torch.Tensor, fraction_bits: int) -> torch.Tensor:
     """x * sigmoid(x) in the same fixed point as x (|x| < 2^31), with sigmoid(|x|) from a table in
-    steps of 2^-12 and sigmoid(-|x|) = 1 - sigmoid(|x|)."""
+    steps of 2^-12 and sigmoid(-|x|) = 1 - sigmoid(|x|), rounded once: round(x * s / 2^30) with
+    s = sigmoid(x) * 2^30.
+
+    For x < 0, x * (2^30 - p) = x * 2^30 + |x| * p, and x * 2^30 leaves the rounding unchanged, so
+    both signs are round(|x| * p / 2^30) + min(x, 0) (|x| * p < 2^61), p the table's sigmoid(|x|).
+    """
+    return silu_fixed_(x.clone(), fraction_bits)
+
+
+def silu_fixed_(x: torch.Tensor, fraction_bits: int) -> torch.Tensor:
+    """`silu_fixed`, overwriting x (with min(x, 0)) to save a temporary."""
     table = _sigmoid_table(*_device_key(x.device))
-    index = shift_round(x.abs(), fraction_bits - SIGMOID_FRACTION_BITS).clamp(max=table.numel() - 1)
-    positive = table[index]
-    sigmoid = torch.where(x >= 0, positive, (1 << EXP_ONE_BITS) - positive)
-    return shift_round(x * sigmoid, EXP_ONE_BITS)
+    size = x.abs()
+    index = shift_round(size, fraction_bits - SIGMOID_FRACTION_BITS).clamp_(max=table.numel() - 1)
+    product = gather(table, index).mul_(size)
+    product += 1 << (EXP_ONE_BITS - 1)
+    product >>= EXP_ONE_BITS
+    return product.add_(x.clamp_(max=0))
 
 
-def reciprocal(total: torch.Tensor, bits: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """(r, s) with r = floor(2^s / total) of `bits` bits, for positive totals below 2^61, so that
+def reciprocal(total, bits: int):
+    """(r, s) with r = floor(2^s / total) of `bits` bits, for positive totals of at most 63 - bits
+    bits (2^s must fit in int64; the totals then convert to float64 exactly), so that
     (x * r) >> s ~= x / total with a relative error below 2^(1 - bits) and never above x / total.
     One division per row instead of one per element."""
-    shift = bit_length(total) + bits - 1
-    return torch.div(torch.bitwise_left_shift(torch.ones_like(total), shift), total, rounding_mode="floor"), shift
+    xp = _ops(total)
+    shift = bit_length_small(total) + (bits - 1)
+    return xp.floordiv(xp.pow2(shift), total), shift
 
 
 def softmax_weights(scores: torch.Tensor, visible: torch.Tensor | None) -> torch.Tensor:

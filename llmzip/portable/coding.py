@@ -20,10 +20,8 @@ import torch
 from .. import schedule
 from ..coder import StreamDecoder, StreamEncoder
 from ..errors import FormatError
-from ..quantize import frequencies_integer, intervals_integer
+from ..quantize import frequencies_integer
 from .llama import PortableLlama
-
-_QUANTIZE_ROWS = 128  # rows of logits turned into frequencies at once (bounds memory at large V)
 
 
 @dataclass
@@ -58,16 +56,14 @@ def _window_intervals(engine: PortableLlama, ids: list[int], windows: list[sched
     for prefix, group in by_prefix.items():
         for first in range(0, len(group), windows_per_call):
             call = group[first : first + windows_per_call]
-            logits = engine.forward(_model_inputs(ids, call, bos, engine.device), logits_from=prefix)
+            inputs = _model_inputs(ids, call, bos, engine.device)
+            targets = torch.zeros((len(call), inputs.shape[1] - prefix), dtype=torch.long)  # past a window's end: not coded
             for row, w in enumerate(call):
-                targets = targets_all[w.start : w.start + w.length].to(engine.device)
-                low, freq = np.empty(w.length, dtype=np.int64), np.empty(w.length, dtype=np.int64)
-                for a in range(0, w.length, _QUANTIZE_ROWS):
-                    b = min(w.length, a + _QUANTIZE_ROWS)
-                    lows, freqs, nll_bits = intervals_integer(logits[row, a:b], targets[a:b])
-                    low[a:b], freq[a:b] = lows.cpu().numpy(), freqs.cpu().numpy()
-                    result.cross_entropy_bits += float(nll_bits.sum())
-                out[w] = (low, freq)
+                targets[row, : w.length] = targets_all[w.start : w.start + w.length]
+            low, freq, nll_bits = (t.cpu() for t in engine.intervals(inputs, targets.to(engine.device), logits_from=prefix))
+            for row, w in enumerate(call):
+                out[w] = (low[row, : w.length].numpy(), freq[row, : w.length].numpy())
+                result.cross_entropy_bits += float(nll_bits[row, : w.length].sum())
                 if on_tokens is not None:
                     on_tokens(w.length)
     return out

@@ -15,16 +15,26 @@ Why the result is the same on any CPU or GPU, for any batch and for prefill as f
 1. Every operation is an integer operation whose result is defined by its operands alone (add,
    multiply, shift, floor division, comparison, max, gather), or a float matrix product whose
    operands and partial sums are integers within float's exact range (`arith.int_matmul`,
-   the float64 products of attention), an IEEE division of integers below 2^53 (correctly
-   rounded everywhere; weight requantization only), or a float first guess that integer steps
-   correct (`arith.isqrt`, `arith.bit_length`). None of these depends on summation order, vector width, thread count or
-   fused multiply-adds.
+   the float64 products of attention), or an elementary IEEE float operation whose exact result
+   is representable, which IEEE arithmetic then returns exactly: int64 to float64 and back for
+   values below 2^53, scaling by a power of two, adding 1/2, floor and ceil, frexp (the bit
+   lengths and `arith.normalize_small`), max, sums of integers whose every partial sum stays
+   below 2^53 (attention's weights), an IEEE division of integers below 2^53 (correctly rounded
+   everywhere; weight requantization only), or a float first guess that integer steps correct
+   (`arith.isqrt`). None of these depends on summation order, vector width, thread count or
+   fused multiply-adds. The few per-row numbers of each step (scales, shifts) are computed in
+   numpy on the CPU and in torch elsewhere: the same int64 and float64 operations.
 2. Every operation works row by row (per token), except attention, which reads the rows of the
    keys and values of the positions it may see: a token's numbers depend on its own row and the
    earlier tokens of its window, never on which other windows or positions share the call. A
    masked position contributes an exact 0 and does not enter the row's max.
 3. So stepping one token over a KV cache computes, for that token, exactly the operations a
    full-sequence forward computes for it, on the same integers.
+4. Where a value is computed in more than one way for speed (16-bit halves summed in int32 where
+   a measured bound allows it or else in int64, a float64 or float32 KV cache, attention in
+   query blocks, the output layer and the quantizer a block of rows at a time, a decoding step
+   of a few windows on the CPU in numpy, `host`), every way is exact, so each gives the same
+   integers (tests/test_portable.py compares them).
 Bounds that keep every int64 and every float product exact are stated where they are relied on.
 """
 from __future__ import annotations
@@ -33,10 +43,11 @@ from dataclasses import dataclass
 from fractions import Fraction
 from typing import NamedTuple
 
+import numpy as np
 import torch
 
 from ..errors import UnsupportedParameterError
-from . import arith
+from . import arith, host
 
 FRACTION = 16  # fixed-point bits of activations and logits
 ROTARY_BITS = 16  # fixed-point bits of the cos/sin tables
@@ -50,7 +61,7 @@ INT16_LEVELS = arith.INT16_LEVELS  # 16-bit activations, multiplied as two int8 
 # twice the integer products' time.
 ACTIVATION_LEVELS = {"qkv": INT16_LEVELS, "o": INT16_LEVELS, "gate_up": INT16_LEVELS, "down": INT16_LEVELS,
                      "lm_head": INT16_LEVELS}
-_QUERY_BLOCK = 128  # queries per attention block in a full-sequence forward
+_QUERY_BLOCK = 64  # queries per attention block in a full-sequence forward (64: least work on this CPU)
 _QK_LIMIT = (1 << 22) - 1  # |q|, |k|, |v| clamp: q.k over head_dim <= 256 stays below 2^52
 _ACTIVATION_LIMIT = (1 << 40) - 1  # residual stream clamp (real values below 2^24)
 _MLP_LIMIT = (1 << 31) - 1  # gate and up clamp (real values below 2^15): silu * up < 2^62
@@ -59,52 +70,101 @@ SUPPORTED_TYPES = ("llama", "mistral", "qwen2")
 _ROPE_TYPES = ("default", "linear")
 
 
+HOST_SCALARS = True  # per-row numbers in numpy on the CPU (see `arith`'s rounding functions)
+
+
+def _host(t: torch.Tensor):
+    """A per-row quantity where the scalar arithmetic runs: numpy on the CPU (sharing memory), the
+    tensor itself elsewhere. Either way the same int64 values."""
+    return t.numpy() if HOST_SCALARS and t.device.type == "cpu" else t
+
+
+def _tensor(a, device: torch.device) -> torch.Tensor:
+    """A per-row quantity back as a tensor, for the element-wise operations on the rows."""
+    return torch.from_numpy(a) if isinstance(a, np.ndarray) else a  # numpy only on the CPU
+
+
+def _columns(*per_row) -> tuple[torch.Tensor, ...]:
+    """Per-row int64 quantities of one shape (R,) as (R, 1) tensors, to broadcast along the rows;
+    from numpy in one conversion."""
+    if isinstance(per_row[0], np.ndarray):
+        return torch.from_numpy(np.array(per_row)[..., None]).unbind(0)
+    return tuple(a[:, None] for a in per_row)
+
+
 class Scale(NamedTuple):
-    """A positive dyadic number mantissa * 2^exponent per row (or channel), as int64 tensors."""
+    """A positive dyadic number mantissa * 2^exponent per row (or channel), as int64 arrays:
+    numpy on the CPU, tensors elsewhere (`_host`)."""
 
     mantissa: torch.Tensor
     exponent: torch.Tensor
 
     def times(self, other: "Scale") -> "Scale":
-        mantissa, shift = arith.normalize(self.mantissa * other.mantissa, MANTISSA_BITS)
+        # Mantissas have at most 13 bits, so the product (below 2^26) is exact in float64.
+        mantissa, shift = arith.normalize_small(self.mantissa * other.mantissa, MANTISSA_BITS)
         return Scale(mantissa, self.exponent + other.exponent + shift)
 
 
-def quantize_rows(values: torch.Tensor, fraction: int | torch.Tensor, levels: int = INT8_LEVELS
-                  ) -> tuple[torch.Tensor, Scale]:
-    """Integers in [-levels, levels] per row (int8 for 127 levels, int16 for 32,639) and each row's scale.
+class Activations(NamedTuple):
+    """A linear layer's input: the integer rows of `quantize_rows` flattened to (R, K) as int8, or
+    for 16-bit levels as their int8 halves stacked (2R, K) (`arith.split_int16`); the leading
+    shape of the R rows; and each row's scale, flattened to (R,)."""
+
+    rows: torch.Tensor
+    halves: bool
+    shape: tuple[int, ...]
+    scale: Scale
+
+
+def quantize_rows(values: torch.Tensor, fraction: int, levels: int = INT8_LEVELS) -> Activations:
+    """Integers in [-levels, levels] per row (int8 for 127 levels, 16-bit up to 32,639) and each row's
+    scale. `values` (a temporary of the caller's) is overwritten.
 
     Rows are first shifted down to at most 46 - log2(levels + 1) bits (far beyond the result's
     precision). Then q = round(v * r / 2^s) with r = floor(levels * 2^s / max|v|) and
     s = bit_length(max|v|) + 16: one division per row, not per element, and |q| <= levels because
     r * max|v| <= levels * 2^s. One step of q is 2^s / r units of v, kept as a dyadic scale.
+    (With m = max|v| and k = 46 - log2(levels + 1): the shift max(bit_length(max(m, 1)) - k, 0)
+    is bit_length(m >> k), and max(m, 1) >> shift is max(m >> shift, 1).)
     """
-    amax = values.abs().amax(dim=-1).clamp(min=1)
-    down = (arith.bit_length(amax) - (46 - levels.bit_length())).clamp(min=0)
-    values, amax = values >> down[..., None], amax >> down
-    shift = arith.bit_length(amax) + 16
-    r = torch.div(torch.bitwise_left_shift(torch.full_like(amax, levels), shift), amax, rounding_mode="floor")
-    q = arith.shift_round(values * r[..., None], shift[..., None])
-    mantissa, extra = arith.normalize(arith.div_round(torch.full_like(r, 1 << 55), r), MANTISSA_BITS)
-    return q.to(torch.int8 if levels <= INT8_LEVELS else torch.int16), Scale(mantissa, extra + shift - 55 + down - fraction)
-
-
-def apply_scales(acc: torch.Tensor, rows: Scale, columns: torch.Tensor, column_exponent: int,
-                 fraction: int = FRACTION) -> torch.Tensor:
-    """acc * row scale * column mantissa * 2^column_exponent in fixed point `fraction`, rounded.
-
-    |acc| < 2^33 (16-bit activations, int8 weights, K <= 2048) and 12-bit mantissas (13 with
-    log2 e folded in) keep the product below 2^59; the shift is per row only.
-    """
-    shift = -(rows.exponent + column_exponent + fraction)
-    product = acc.mul_(columns).mul_(rows.mantissa[..., None])  # in place: acc is the product's fresh output
-    return arith.shift_round_(product, shift.clamp(0, 62)[..., None])
+    shape = values.shape[:-1]
+    values = values.reshape(-1, values.shape[-1])
+    amax = _host(values.abs().amax(dim=-1))
+    xp = arith._ops(amax)
+    down = arith.bit_length_small(amax >> (46 - levels.bit_length()))
+    amax = xp.at_least(amax >> down, 1)
+    shift = arith.bit_length_small(amax) + 16
+    r = xp.floordiv(levels << shift, amax)
+    mantissa, extra = arith.normalize_small(arith.div_round(1 << 55, r), MANTISSA_BITS)
+    scale = Scale(mantissa, extra + shift - 55 + down - fraction)
+    # q = round((v >> down) * r / 2^s): below levels * 2^s < 2^62.
+    down, r, half, shift = _columns(down, r, arith.half_of(shift), shift)
+    values >>= down  # in place: every caller hands over a fresh tensor
+    q = values.mul_(r).add_(half)
+    q >>= shift
+    if levels <= INT8_LEVELS:
+        return Activations(q.to(torch.int8), False, shape, scale)
+    return Activations(arith.split_int16(q), True, shape, scale)
 
 
 def _fixed(tensor: torch.Tensor, fraction: int) -> torch.Tensor:
     """round(t * 2^fraction) (halves to even) of a float tensor, as int64. Scaling a float32 by a
     power of two is exact, so is rounding a representable value: no rounding error anywhere."""
     return torch.round(tensor.detach().to("cpu", torch.float32) * float(1 << fraction)).long()
+
+
+_HEAD_ROWS = 64  # rows per output-layer block: its (2 x 64) x 49,152 int32 products and 64 x 49,152 int32
+                 # sums stay below glibc's 32 MiB mmap threshold, so blocks reuse memory instead of page-faulting
+
+
+def _int32_sum_fits(high: torch.Tensor, terms: int) -> bool:
+    """Whether 256 hi + lo fits int32 for these int32 products of the high halves (CPU only, where
+    the check costs one read of `high` and no device sync). The low halves' products are at most
+    128 * 127 * K in size whatever the data; the high halves' are measured."""
+    if high.dtype != torch.int32 or high.device.type != "cpu" or high.numel() < (1 << 16):
+        return False  # (small products: the int64 sum costs no more than the check)
+    low, top = torch.aminmax(high)
+    return 256 * max(-int(low), int(top)) <= (1 << 31) - 1 - 128 * 127 * terms
 
 
 @dataclass
@@ -142,9 +202,45 @@ class Linear:
             self._weight_float = self.weight_t.float()
         return self._weight_float
 
-    def __call__(self, x: torch.Tensor, scale: Scale) -> torch.Tensor:
-        y = apply_scales(arith.int_matmul(x, self.weight_t, self.weight_float), scale, self.mantissa, self.exponent)
-        return y if self.bias is None else y + self.bias
+    def __call__(self, x: Activations, out: torch.Tensor | None = None) -> torch.Tensor:
+        """x @ W^T in fixed point FRACTION, rounded: acc * row scale * column mantissa *
+        2^exponent with acc = x @ W^T exact (for 16-bit rows 256 hi + lo, from the halves'
+        products). |acc| < 2^33 (16-bit activations, int8 weights, K <= 2048) and 12-bit
+        mantissas (13 with log2 e folded in) keep the product below 2^59; the shift is per row
+        only. `out` (R, N) int64 receives the result if given."""
+        acc = arith.int8_products(x.rows, self.weight_t, self.weight_float)
+        count = x.scale.mantissa.shape[0]
+        if x.halves and _int32_sum_fits(acc[:count], self.weight_t.shape[0]):
+            acc = torch.add(acc[count:], acc[:count], alpha=256, out=acc[count:])  # int32, exact: see _int32_sum_fits
+        elif x.halves:
+            wide = acc.long()  # one conversion: mixed int32/int64 operations would convert twice
+            acc = torch.add(wide[count:], wide[:count], alpha=256)
+        y = acc.long() if out is None else out.copy_(acc)
+        shift = arith._ops(x.scale.exponent).clip(-(self.exponent + FRACTION) - x.scale.exponent, 0, 62)
+        mantissa, half, shift = _columns(x.scale.mantissa, arith.half_of(shift), shift)
+        y.mul_(self.mantissa).mul_(mantissa).add_(half)
+        y >>= shift
+        if self.bias is not None:
+            y += self.bias
+        return y.view(*x.shape, y.shape[-1])
+
+    def blocked(self, x: Activations, block: int = _HEAD_ROWS) -> torch.Tensor:
+        """`__call__` a block of rows at a time into one output (every row is computed alone)."""
+        count = x.scale.mantissa.shape[0]
+        if count <= block:
+            return self(x)
+        out = torch.empty((count, self.weight_t.shape[1]), dtype=torch.int64, device=self.weight_t.device)
+        for first in range(0, count, block):
+            last = min(count, first + block)
+            self(self.rows(x, first, last), out=out[first:last])
+        return out.view(*x.shape, out.shape[-1])
+
+    @staticmethod
+    def rows(x: Activations, first: int, last: int) -> Activations:
+        """Rows first to last of a layer input, as a flat input of their own."""
+        count = x.scale.mantissa.shape[0]
+        rows = torch.cat([x.rows[first:last], x.rows[count + first : count + last]]) if x.halves else x.rows[first:last]
+        return Activations(rows, x.halves, (last - first,), Scale(x.scale.mantissa[first:last], x.scale.exponent[first:last]))
 
 
 @dataclass
@@ -173,38 +269,54 @@ class RMSNorm:
         return cls(q.to(device), Scale(mantissa.to(device), (shift - 40 - 20).to(device)),
                    torch.tensor(eps_units, dtype=torch.int64, device=device), dim)
 
-    def __call__(self, h: torch.Tensor, levels: int) -> tuple[torch.Tensor, Scale]:
+    def __call__(self, h: torch.Tensor, levels: int) -> Activations:
         """Integer rows (see `quantize_rows`) of norm(h) * g and their scales, for h in fixed point
         FRACTION (|h| < 2^41)."""
-        peak = arith.bit_length(h.abs().amax(dim=-1).clamp(min=1))
-        # Sum of squares on h >> s, s chosen so each square and the row's sum stay below 2^61.
+        # Sum of squares on h >> s, s chosen so each square and the row's sum stay below 2^61:
+        # s = max(bit_length(max|h|) - square_bits, 0) = bit_length(max|h| >> square_bits).
         square_bits = (60 - (self.dim - 1).bit_length()) // 2
-        s = (peak - square_bits).clamp(min=0)
-        hs = h >> s[..., None]
-        total = (hs * hs).sum(dim=-1) + self.eps_units[s]  # = D * (mean(h^2) + eps) / 4^s, in h's units
+        s = arith.bit_length_small(_host(h.abs().amax(dim=-1)) >> square_bits)
+        hs = h >> _tensor(s, h.device)[..., None]
+        squares = _host((hs * hs).sum(dim=-1))
+        eps_units = self._eps_host if isinstance(squares, np.ndarray) else self.eps_units
+        total = squares + eps_units[s]  # = D * (mean(h^2) + eps) / 4^s, in h's units
         # inv_rms = 2^(FRACTION - s) * sqrt(D / total), as a dyadic number: total ~= m * 2^e with
         # e even, so sqrt(total / D) = sqrt(m * 2^20 / D) * 2^((e - 20) / 2).
         m, e = arith.normalize(total, 40)
         odd = e & 1
         m, e = m << odd, e - odd
         root = arith.isqrt(arith.div_round(m << 20, self.dim))  # about 2^25 / sqrt(D) * 2^5
-        inv = Scale(*arith.normalize(arith.div_round(torch.full_like(root, 1 << 60), root), MANTISSA_BITS))
-        inv = Scale(inv.mantissa, inv.exponent - 60 - (e - 20) // 2 + FRACTION - s)
+        inv = Scale(*arith.normalize_small(arith.div_round(1 << 60, root), MANTISSA_BITS))
+        inv = Scale(inv.mantissa.reshape(-1), (inv.exponent - 60 - ((e - 20) >> 1) + FRACTION - s).reshape(-1))
         # Rows of h * g (|h| < 2^41 and |g| <= 2^20: below 2^61); real h * g = u * 2^-FRACTION * weight_scale.
-        q, row_scale = quantize_rows(h * self.weight, FRACTION, levels)
-        weight_scale = Scale(self.weight_scale.mantissa.expand_as(s), self.weight_scale.exponent.expand_as(s))
-        return q, row_scale.times(inv).times(weight_scale)
+        x = quantize_rows(h * self.weight, FRACTION, levels)
+        weight_scale = self._weight_scale_host if isinstance(squares, np.ndarray) else self.weight_scale
+        return x._replace(scale=x.scale.times(inv).times(weight_scale))
+
+    @property
+    def _eps_host(self) -> np.ndarray:
+        return self.eps_units.cpu().numpy()
+
+    @property
+    def _weight_scale_host(self) -> Scale:
+        return Scale(self.weight_scale.mantissa.cpu().numpy(), self.weight_scale.exponent.cpu().numpy())
+
+
+_KV_FLOAT64_BYTES = 1 << 30  # a CPU cache up to this size holds float64: attention reads it as is
 
 
 class KVCache:
     """Keys and values of `rows` windows, up to `context` positions. They are integers below 2^22,
-    held as float32 (exact below 2^24, the size of int32) so that attention reads them with one
-    conversion to float64."""
+    held as float64 (exact) on the CPU when the cache takes at most 1 GiB that way, so that each
+    step's attention reads them without converting the whole cache; else as float32 (exact below
+    2^24), converted to float64 when read. Either holds the same integers."""
 
     def __init__(self, layers: int, rows: int, kv_heads: int, context: int, head_dim: int, device: torch.device):
         shape = (layers, rows, kv_heads, context, head_dim)
-        self.keys = torch.zeros(shape, dtype=torch.float32, device=device)
-        self.values = torch.zeros(shape, dtype=torch.float32, device=device)
+        wide = torch.device(device).type == "cpu" and 2 * 8 * layers * rows * kv_heads * context * head_dim <= _KV_FLOAT64_BYTES
+        dtype = torch.float64 if wide else torch.float32
+        self.keys = torch.zeros(shape, dtype=dtype, device=device)
+        self.values = torch.zeros(shape, dtype=dtype, device=device)
         self.length = 0
         self.context = context
 
@@ -275,100 +387,163 @@ class PortableLlama:
         self.theta, self.position_scale = _rope_settings(config)
         self.score_multiplier = arith.log2e_multiplier(self.head_dim)
         self._rotary: tuple[torch.Tensor, torch.Tensor] | None = None
+        # Probe the int8 product once per matrix shape now, with the build, not in the first call.
+        linears = [self.lm_head] + [m for layer in self.layers for m in layer if isinstance(m, Linear)]
+        for terms, columns in {tuple(m.weight_t.shape) for m in linears}:
+            arith.int_mm_is_exact(self.device.type, self.device.index, terms, columns)
 
     def new_cache(self, rows: int, context: int) -> KVCache:
         return KVCache(len(self.layers), rows, self.kv_heads, context, self.head_dim, self.device)
 
     def _rotary_tables(self, positions: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """cos and sin tables; sin with its first half negated, so that a rotation is
+        x * cos + roll(x, half) * sin (Llama's rotate_half is (-x2, x1) = roll(x, half) with the
+        first half negated)."""
         if self._rotary is None or self._rotary[0].shape[0] < positions:
             size = max(positions, 512)
             cos, sin = arith.rotary_tables(size, self.head_dim, self.theta, self.position_scale, ROTARY_BITS)
+            half = self.head_dim // 2
+            sin = torch.cat([-sin[:, :half], sin[:, half:]], dim=1)
             self._rotary = (cos.to(self.device), sin.to(self.device))
         return self._rotary
 
-    def _rotate(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    def _rotate(self, x: torch.Tensor, cos: torch.Tensor, signed_sin: torch.Tensor) -> torch.Tensor:
+        """Rotary embedding of x (..., T, heads, dim) with tables (T, dim): x * cos + rotate_half(x)
+        * sin, rounded to the activations' fixed point and clamped."""
         half = x.shape[-1] // 2
-        turned = torch.cat([-x[..., half:], x[..., :half]], dim=-1)
-        return arith.shift_round(x * cos + turned * sin, ROTARY_BITS).clamp(-_QK_LIMIT, _QK_LIMIT)
+        rotated = torch.roll(x, half, dims=-1).mul_(signed_sin[:, None]).addcmul_(x, cos[:, None])
+        rotated += 1 << (ROTARY_BITS - 1)
+        rotated >>= ROTARY_BITS  # round(x * cos + rotate_half(x) * sin) / 2^16, halves up
+        return rotated.clamp_(-_QK_LIMIT, _QK_LIMIT)
 
     def forward(self, tokens: torch.Tensor, cache: KVCache | None = None, logits_from: int = 0) -> torch.Tensor:
         """Logits (rows, T - logits_from, V) in bits, fixed point FRACTION, for `tokens` (rows, T).
 
         Without a cache the T tokens are a window's first T positions (a full-sequence forward);
         with one they continue the cached windows at position `cache.length`, and their keys and
-        values are appended. Positions before `logits_from` only feed attention (carried context):
-        the output layer over the whole vocabulary skips them. Every position's row is
-        computed on its own, so skipping some changes no other.
+        values are appended. Positions before `logits_from` only feed attention: the output layer
+        over the whole vocabulary skips them. Every position's row is computed on its own, so
+        skipping some changes no other.
         """
         with torch.inference_mode():
-            return self._forward(tokens, cache, logits_from)
+            if (cache is not None and tokens.shape[1] == 1 and logits_from == 0 and self.device.type == "cpu"
+                    and HOST_SCALARS and tokens.shape[0] <= host.STEP_ROWS and self._position_check(cache.length + 1, cache)):
+                return host.step_logits(self, tokens, cache)  # the same step in numpy: a fraction of the overhead
+            h = self._hidden(tokens, cache)[:, logits_from:]
+            return self.lm_head.blocked(self.final_norm(h, ACTIVATION_LEVELS["lm_head"]))
 
-    def _forward(self, tokens: torch.Tensor, cache: KVCache | None, logits_from: int = 0) -> torch.Tensor:
-        rows, count = tokens.shape
-        start = cache.length if cache is not None else 0
-        end = start + count
+    def _position_check(self, end: int, cache: KVCache | None) -> bool:
         if end > self.max_positions:
             raise UnsupportedParameterError(f"position {end} exceeds this model's {self.max_positions} positions")
         if cache is not None and end > cache.context:
             raise ValueError(f"the cache holds {cache.context} positions, not {end}")
+        return True
+
+    def intervals(self, tokens: torch.Tensor, targets: torch.Tensor, logits_from: int = 0
+                  ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """What the encoder codes after a full-sequence forward of `tokens` (rows, T): for each
+        position from `logits_from` on, `quantize.intervals_integer` of its logits and its target
+        (`targets`, rows x (T - logits_from)), as (low, frequency, -log2 p), each shaped like
+        `targets`. The same numbers as from `forward`'s logits; the output layer and the quantizer
+        go a block of rows at a time, so the whole (rows, T, V) logits never exist at once."""
+        from ..quantize import intervals_integer
+
+        with torch.inference_mode():
+            x = self.final_norm(self._hidden(tokens, None)[:, logits_from:], ACTIVATION_LEVELS["lm_head"])
+            count = x.scale.mantissa.shape[0]
+            flat_targets = targets.reshape(count)
+            parts = []
+            for first in range(0, count, _HEAD_ROWS):
+                last = min(count, first + _HEAD_ROWS)
+                logits = self.lm_head(self.lm_head.rows(x, first, last))
+                parts.append(intervals_integer(logits, flat_targets[first:last]))
+            return tuple(torch.cat(column).view(targets.shape) for column in zip(*parts))
+
+    def _hidden(self, tokens: torch.Tensor, cache: KVCache | None) -> torch.Tensor:
+        """The residual stream after the last layer (rows, T, D), fixed point FRACTION."""
+        rows, count = tokens.shape
+        start = cache.length if cache is not None else 0
+        end = start + count
+        self._position_check(end, cache)
         cos_all, sin_all = self._rotary_tables(end)
         cos, sin = cos_all[start:end], sin_all[start:end]
         key_positions = torch.arange(end, device=self.device)
         query_positions = torch.arange(start, end, device=self.device)
-        visible = key_positions[None, :] <= query_positions[:, None]  # (T, keys)
+        hidden = key_positions[None, :] > query_positions[:, None]  # (T, keys): what each query may not see
         if self.sliding_window is not None:
-            visible &= key_positions[None, :] > query_positions[:, None] - self.sliding_window
+            hidden |= key_positions[None, :] <= query_positions[:, None] - self.sliding_window
+        # A step without a sliding window sees every cached key: no mask at all (the same numbers).
+        masked = hidden if count > 1 or self.sliding_window is not None else None
         h = self.embed[tokens].long()  # (rows, T, D)
         heads, kv_heads, dim = self.heads, self.kv_heads, self.head_dim
         for index, (norm1, qkv, out, norm2, gate_up, down) in enumerate(self.layers):
-            x, scale = norm1(h, ACTIVATION_LEVELS["qkv"])
-            q, k, v = qkv(x, scale).split([heads * dim, kv_heads * dim, kv_heads * dim], dim=-1)
-            q = self._rotate(q.view(rows, count, heads, dim).transpose(1, 2), cos, sin)
-            k = self._rotate(k.view(rows, count, kv_heads, dim).transpose(1, 2), cos, sin)
-            v = v.view(rows, count, kv_heads, dim).transpose(1, 2).clamp(-_QK_LIMIT, _QK_LIMIT)
+            projected = qkv(norm1(h, ACTIVATION_LEVELS["qkv"]))
+            qk = self._rotate(projected[..., : (heads + kv_heads) * dim].view(rows, count, heads + kv_heads, dim), cos, sin)
+            q = qk[:, :, :heads].transpose(1, 2)
+            k = qk[:, :, heads:].transpose(1, 2)
+            v = projected[..., (heads + kv_heads) * dim :].view(rows, count, kv_heads, dim).transpose(1, 2)
+            v = v.clamp(-_QK_LIMIT, _QK_LIMIT)
             if cache is not None:
                 cache.keys[index, :, :, start:end] = k
                 cache.values[index, :, :, start:end] = v
                 k, v = cache.keys[index, :, :, :end], cache.values[index, :, :, :end]
-            attended = self._attend(q, k, v, visible)  # (rows, heads, T, dim)
-            attended = attended.transpose(1, 2).reshape(rows, count, heads * dim)
-            h = (h + out(*quantize_rows(attended, FRACTION, ACTIVATION_LEVELS["o"]))).clamp(-_ACTIVATION_LIMIT, _ACTIVATION_LIMIT)
-            x, scale = norm2(h, ACTIVATION_LEVELS["gate_up"])
-            gate, up = gate_up(x, scale).clamp(-_MLP_LIMIT, _MLP_LIMIT).chunk(2, dim=-1)
-            mixed = arith.silu_fixed(gate, FRACTION) * up  # fixed point 2 * FRACTION, below 2^62
-            h = (h + down(*quantize_rows(mixed, 2 * FRACTION, ACTIVATION_LEVELS["down"]))).clamp(-_ACTIVATION_LIMIT, _ACTIVATION_LIMIT)
+            attended = self._attend(q, k, v, masked, self.sliding_window is None)  # (rows, T, heads * dim)
+            h.add_(out(quantize_rows(attended, FRACTION, ACTIVATION_LEVELS["o"]))).clamp_(-_ACTIVATION_LIMIT, _ACTIVATION_LIMIT)
+            gate, up = gate_up(norm2(h, ACTIVATION_LEVELS["gate_up"])).clamp_(-_MLP_LIMIT, _MLP_LIMIT).chunk(2, dim=-1)
+            mixed = arith.silu_fixed_(gate, FRACTION).mul_(up)  # fixed point 2 * FRACTION, below 2^62
+            h.add_(down(quantize_rows(mixed, 2 * FRACTION, ACTIVATION_LEVELS["down"]))).clamp_(-_ACTIVATION_LIMIT, _ACTIVATION_LIMIT)
         if cache is not None:
             cache.length = end
-        x, scale = self.final_norm(h[:, logits_from:], ACTIVATION_LEVELS["lm_head"])
-        return self.lm_head(x, scale)
+        return h
 
-    def _attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, visible: torch.Tensor) -> torch.Tensor:
-        """softmax(q k^T / sqrt(d)) v per head, in integers; k and v may have fewer heads (GQA).
+    def _attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, hidden: torch.Tensor | None,
+                causal: bool) -> torch.Tensor:
+        """softmax(q k^T / sqrt(d)) v per head, in integers, as (rows, T, heads * dim); k and v may
+        have fewer heads (GQA). `hidden` (T, keys) marks the keys each query may not see (None:
+        none); `causal` says they are only the later positions.
 
         q is first scaled by log2(e) / sqrt(d), so q.k comes out as a base-2 exponent (fixed
         point 2 * FRACTION). |q|, |k| < 2^22 over at most 256 terms stays below 2^52: exact in
-        float64. The weights p (about 2^20 in total) times |v| < 2^22 stay below 2^43. Queries
-        go in blocks that read only the keys they may see, which halves a prefill's work and
-        changes no number (each query's row is computed alone).
+        float64, and so is s = q.k * 2^-22 computed from q * 2^-22 (a power-of-two scaling changes
+        no significand: every partial sum is a multiple of 2^-22 below 2^30). The scores are
+        round(q.k / 2^22) = floor(s + 1/2) and their gaps to the row's max are a - floor(s + 1/2)
+        = ceil(a - 1/2 - s) with a = floor(max s + 1/2) (rounding is monotone, so a is the max of
+        the scores): a - 1/2 - s is a multiple of 2^-22 below 2^31, exact in float64 too. So is
+        everything else up to the second product, all on integers: the table's weights (below
+        2^31) and their sum (at most 2^30 per key, below 2^50 for up to 2^20 keys), the normalized
+        weights round(w * r / 2^k) = floor(w * (r * 2^-k) + 1/2) with w * r < 2^48. The weights p
+        (about 2^20 in total) times |v| < 2^22 stay below 2^43, and round(p.v / 2^20) = floor(p.v *
+        2^-20 + 1/2) is exact as well. Queries go in blocks that read only the keys they may see,
+        which halves a prefill's work and changes no number (each query's row is computed alone).
         """
         rows, heads, count, dim = q.shape
         kv_heads, keys = k.shape[1], k.shape[2]
         group = heads // kv_heads
-        q = arith.shift_round(q * self.score_multiplier, arith.LOG2E_BITS).clamp(-_QK_LIMIT, _QK_LIMIT).double()
+        q = arith.shift_round(q * self.score_multiplier, arith.LOG2E_BITS).clamp_(-_QK_LIMIT, _QK_LIMIT).double()
+        q *= 2.0 ** -(2 * FRACTION - arith.EXP_FRACTION_BITS)
         # Grouped-query attention without copying keys and values: the `group` query heads that
         # share a key/value head are stacked along the query axis.
         q = q.view(rows, kv_heads, group, count, dim)
         k_t, v = k.transpose(-1, -2).double(), v.double()
-        outputs = []
+        table = arith.exp_table(q.device, torch.float64)
+        out = torch.empty((rows, count, heads, dim), dtype=torch.int64, device=q.device)
         for first in range(0, count, _QUERY_BLOCK):
             last = min(count, first + _QUERY_BLOCK)
             seen = keys - count + last  # keys up to the block's last query position
             block = q[:, :, :, first:last].reshape(rows, kv_heads, group * (last - first), dim)
-            scores = torch.matmul(block, k_t[..., :seen]).long().view(rows, heads, last - first, seen)
-            scores = arith.shift_round(scores, 2 * FRACTION - arith.EXP_FRACTION_BITS)
-            weights = arith.softmax_weights(scores, visible[first:last, :seen])
-            r, shift = arith.reciprocal(weights.sum(dim=-1, keepdim=True), 18)
-            p = arith.shift_round(weights * r, shift - ATTENTION_BITS).double()
-            p = p.view(rows, kv_heads, group * (last - first), seen)
-            outputs.append(torch.matmul(p, v[:, :, :seen]).long().view(rows, heads, last - first, dim))
-        return arith.shift_round(torch.cat(outputs, dim=2), ATTENTION_BITS)
+            scores = torch.matmul(block, k_t[..., :seen]).view(rows, heads, last - first, seen)
+            if hidden is not None:  # weight 0, not in the max; causally only the block's own positions
+                start = seen - (last - first) if causal else 0
+                scores[..., start:].masked_fill_(hidden[first:last, start:seen], float("-inf"))
+            top = torch.floor_(scores.amax(dim=-1, keepdim=True).add_(0.5)).sub_(0.5)
+            gaps = torch.ceil_(torch.sub(top, scores, out=scores)).clamp_(max=arith.EXP_TABLE_SIZE - 1)
+            weights = arith.gather(table, gaps.int())
+            total = _host(weights.sum(dim=-1, keepdim=True))
+            xp = arith._ops(total)
+            r, shift = arith.reciprocal(xp.i64(total), 18)
+            factor = _tensor(xp.f64(r) * arith.pow2_float(ATTENTION_BITS - shift), q.device)  # r * 2^-k, exact
+            p = torch.floor_(weights.mul_(factor).add_(0.5)).view(rows, kv_heads, group * (last - first), seen)
+            attended = torch.matmul(p, v[:, :, :seen]).view(rows, heads, last - first, dim)
+            attended = torch.floor_(attended.mul_(2.0 ** -ATTENTION_BITS).add_(0.5))
+            out[:, first:last] = attended.transpose(1, 2)
+        return out.view(rows, count, heads * dim)

@@ -1,0 +1,200 @@
+"""One decoding step of a few windows on the CPU, in numpy: the same integers as `llama`'s forward.
+
+A step computes one token per window, so its tensors are tiny (a few rows of a few thousand
+values) and a torch operation's fixed cost (a few microseconds of dispatch) outweighs its work;
+numpy's is a fraction of that. This module is the step of `PortableLlama._hidden` and its output
+layer written with numpy arrays: each line is the operation of the torch code it mirrors, on the
+same int64 and float64 values (Python's operators mean the same exact operations on both), and
+the int8 products still run through `arith.int8_products`. Nothing here is a new definition: the
+exactness argument of `llama` covers it line for line, and tests/test_portable.py checks that
+stepping (this module) and full-sequence forwards (torch) give the same logits.
+
+One difference of form, no difference of value: a step of a sliding-window model reads only the
+keys inside its window, where the torch code masks the others; a masked key contributes an exact
+0 to every sum and does not enter the max.
+"""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import numpy as np
+import torch
+
+from . import arith
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .llama import KVCache, Linear, PortableLlama, RMSNorm
+
+STEP_ROWS = 64  # windows per step up to which the step runs here (faster at 1 to 32 here, 1 or 2 threads)
+
+
+class _Host:
+    """numpy views of what a step reads from the engine (shared memory, made once per engine)."""
+
+    def __init__(self, engine: "PortableLlama"):
+        self.embed = engine.embed.numpy()
+        self.norms = {id(n): (n.weight.numpy(), n.eps_units.numpy(), n.weight_scale.mantissa.numpy(),
+                              n.weight_scale.exponent.numpy())
+                      for layer in engine.layers for n in (layer[0], layer[3])}
+        self.norms[id(engine.final_norm)] = (engine.final_norm.weight.numpy(), engine.final_norm.eps_units.numpy(),
+                                             engine.final_norm.weight_scale.mantissa.numpy(),
+                                             engine.final_norm.weight_scale.exponent.numpy())
+        linears = [engine.lm_head] + [m for layer in engine.layers for m in (layer[1], layer[2], layer[4], layer[5])]
+        self.linears = {id(m): (m.mantissa.numpy(), None if m.bias is None else m.bias.numpy()) for m in linears}
+        self.sigmoid = arith._sigmoid_table("cpu", None).numpy()
+        self.exp = arith.exp_table(torch.device("cpu"), torch.float64).numpy()
+
+
+def _host(engine: "PortableLlama") -> _Host:
+    views = getattr(engine, "_host_views", None)
+    if views is None:
+        views = engine._host_views = _Host(engine)
+    return views
+
+
+def _quantize_rows(values: np.ndarray, fraction: int, levels: int):
+    """llama.quantize_rows of (R, K) int64 rows (overwritten): the int8 rows for the product
+    (halves stacked for 16 bits) as a tensor, and the rows' Scale as arrays."""
+    from .llama import INT8_LEVELS, MANTISSA_BITS, Scale
+
+    amax = np.abs(values).max(axis=-1)
+    down = arith.bit_length_small(amax >> (46 - levels.bit_length()))
+    amax = np.maximum(amax >> down, 1)
+    shift = arith.bit_length_small(amax) + 16
+    r = np.floor_divide(levels << shift, amax)
+    mantissa, extra = arith.normalize_small(arith.div_round(1 << 55, r), MANTISSA_BITS)
+    scale = Scale(mantissa, extra + shift - 55 + down - fraction)
+    values >>= down[:, None]
+    values *= r[:, None]
+    values += arith.half_of(shift)[:, None]
+    values >>= shift[:, None]
+    if levels <= INT8_LEVELS:
+        return torch.from_numpy(values.astype(np.int8)), False, scale
+    # arith.split_int16 in int16: hi = (x + 128) >> 8, lo = x - 256 hi, both in [-128, 127].
+    q = values.astype(np.int16)
+    high = (q + np.int16(128)) >> 8
+    low = q - high * np.int16(256)
+    return torch.from_numpy(np.concatenate([high, low]).astype(np.int8)), True, scale
+
+
+def _norm(host: _Host, norm: "RMSNorm", h: np.ndarray, levels: int):
+    """llama.RMSNorm.__call__ of (R, D) rows."""
+    from .llama import FRACTION, MANTISSA_BITS, Scale
+
+    weight, eps_units, weight_mantissa, weight_exponent = host.norms[id(norm)]
+    square_bits = (60 - (norm.dim - 1).bit_length()) // 2
+    s = arith.bit_length_small(np.abs(h).max(axis=-1) >> square_bits)
+    hs = h >> s[:, None]
+    total = (hs * hs).sum(axis=-1) + eps_units[s]
+    m, e = arith.normalize(total, 40)
+    odd = e & 1
+    m, e = m << odd, e - odd
+    root = arith.isqrt(arith.div_round(m << 20, norm.dim))
+    inv = Scale(*arith.normalize_small(arith.div_round(1 << 60, root), MANTISSA_BITS))
+    inv = Scale(inv.mantissa, inv.exponent - 60 - ((e - 20) >> 1) + FRACTION - s)
+    rows, halves, scale = _quantize_rows(h * weight, FRACTION, levels)
+    return rows, halves, scale.times(inv).times(Scale(weight_mantissa, weight_exponent))
+
+
+def _linear(host: _Host, linear: "Linear", rows: torch.Tensor, halves: bool, scale) -> np.ndarray:
+    """llama.Linear.__call__: (R, N) int64."""
+    from .llama import FRACTION
+
+    column_mantissa, bias = host.linears[id(linear)]
+    acc = arith.int8_products(rows, linear.weight_t, linear.weight_float).numpy()
+    count = scale.mantissa.shape[0]
+    if halves:
+        y = acc[:count].astype(np.int64)
+        y *= 256
+        y += acc[count:]
+    else:
+        y = acc.astype(np.int64)
+    shift = np.minimum(np.maximum(-(linear.exponent + FRACTION) - scale.exponent, 0), 62)
+    y *= column_mantissa
+    y *= scale.mantissa[:, None]
+    y += arith.half_of(shift)[:, None]
+    y >>= shift[:, None]
+    if bias is not None:
+        y += bias
+    return y
+
+
+def _clip(x: np.ndarray, limit: int) -> np.ndarray:
+    np.minimum(x, limit, out=x)
+    return np.maximum(x, -limit, out=x)
+
+
+def step_logits(engine: "PortableLlama", tokens: torch.Tensor, cache: "KVCache") -> torch.Tensor:
+    """`PortableLlama.forward(tokens, cache)` for tokens (rows, 1) on the CPU: logits (rows, 1, V)."""
+    from .llama import (ACTIVATION_LEVELS, ATTENTION_BITS, FRACTION, ROTARY_BITS, _ACTIVATION_LIMIT, _MLP_LIMIT,
+                        _QK_LIMIT)
+
+    host = _host(engine)
+    rows = tokens.shape[0]
+    start = cache.length
+    end = start + 1
+    first_key = max(0, end - engine.sliding_window) if engine.sliding_window is not None else 0
+    cos_all, sin_all = engine._rotary_tables(end)
+    cos, sin = cos_all[start].numpy(), sin_all[start].numpy()
+    heads, kv_heads, dim = engine.heads, engine.kv_heads, engine.head_dim
+    group, half = heads // kv_heads, dim // 2
+    keys, values = cache.keys.numpy(), cache.values.numpy()
+    h = host.embed[tokens[:, 0].numpy()].astype(np.int64)  # (rows, D)
+    for index, (norm1, qkv, out, norm2, gate_up, down) in enumerate(engine.layers):
+        projected = _linear(host, qkv, *_norm(host, norm1, h, ACTIVATION_LEVELS["qkv"]))
+        # Rotary embedding of q and k together (llama.PortableLlama._rotate).
+        x = projected[:, : (heads + kv_heads) * dim].reshape(rows, heads + kv_heads, dim)
+        qk = np.roll(x, half, axis=-1)
+        qk *= sin
+        qk += x * cos
+        qk += 1 << (ROTARY_BITS - 1)
+        qk >>= ROTARY_BITS
+        _clip(qk, _QK_LIMIT)
+        v = _clip(projected[:, (heads + kv_heads) * dim :].reshape(rows, kv_heads, dim), _QK_LIMIT)
+        keys[index, :, :, start] = qk[:, heads:]
+        values[index, :, :, start] = v
+        # Attention (llama.PortableLlama._attend) for one query per row, over the keys it sees.
+        q = qk[:, :heads] * engine.score_multiplier
+        q += 1 << (arith.LOG2E_BITS - 1)
+        q >>= arith.LOG2E_BITS
+        q = _clip(q, _QK_LIMIT).astype(np.float64)
+        q *= 2.0 ** -(2 * FRACTION - arith.EXP_FRACTION_BITS)
+        k = keys[index, :, :, first_key:end]  # (rows, kv, seen, dim)
+        vv = values[index, :, :, first_key:end]
+        if k.dtype != np.float64:
+            k, vv = k.astype(np.float64), vv.astype(np.float64)
+        scores = np.matmul(q.reshape(rows, kv_heads, group, dim), np.swapaxes(k, -1, -2))  # (rows, kv, group, seen)
+        top = np.floor(scores.max(axis=-1, keepdims=True) + 0.5) - 0.5
+        gaps = np.ceil(top - scores)
+        np.minimum(gaps, arith.EXP_TABLE_SIZE - 1, out=gaps)
+        weights = host.exp[gaps.astype(np.intp)]
+        total = weights.sum(axis=-1, keepdims=True)
+        r, shift = arith.reciprocal(total.astype(np.int64), 18)
+        weights *= r.astype(np.float64) * arith.pow2_float(ATTENTION_BITS - shift)
+        weights += 0.5
+        p = np.floor(weights, out=weights)
+        attended = np.matmul(p, vv)  # (rows, kv, group, dim)
+        attended *= 2.0 ** -ATTENTION_BITS
+        attended += 0.5
+        attended = np.floor(attended, out=attended).astype(np.int64).reshape(rows, heads * dim)
+        h += _linear(host, out, *_quantize_rows(attended, FRACTION, ACTIVATION_LEVELS["o"]))
+        _clip(h, _ACTIVATION_LIMIT)
+        y = _clip(_linear(host, gate_up, *_norm(host, norm2, h, ACTIVATION_LEVELS["gate_up"])), _MLP_LIMIT)
+        inner = y.shape[-1] // 2
+        gate, up = y[:, :inner], y[:, inner:]
+        # arith.silu_fixed_: round(|x| * p / 2^30) + min(x, 0), then times up.
+        size = np.abs(gate)
+        index_ = size + (1 << (FRACTION - arith.SIGMOID_FRACTION_BITS - 1))
+        index_ >>= FRACTION - arith.SIGMOID_FRACTION_BITS
+        np.minimum(index_, host.sigmoid.shape[0] - 1, out=index_)
+        mixed = host.sigmoid[index_]
+        mixed *= size
+        mixed += 1 << (arith.EXP_ONE_BITS - 1)
+        mixed >>= arith.EXP_ONE_BITS
+        mixed += np.minimum(gate, 0)
+        mixed *= up
+        h += _linear(host, down, *_quantize_rows(mixed, 2 * FRACTION, ACTIVATION_LEVELS["down"]))
+        _clip(h, _ACTIVATION_LIMIT)
+    cache.length = end
+    logits = _linear(host, engine.lm_head, *_norm(host, engine.final_norm, h, ACTIVATION_LEVELS["lm_head"]))
+    return torch.from_numpy(logits).view(rows, 1, -1)
