@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import BinaryIO, Iterator
 
 from . import __version__
-from .container import MAX_BLOCK_RAW_BYTES, Header, StreamReader
+from .container import MAX_BLOCK_RAW_BYTES, MIXER_CODES, NO_MIXER, Header, StreamReader
 from .errors import LLMZipError
 from .info import FileInfo, decode_settings, inspect
 
@@ -118,6 +118,9 @@ def _add_model_options(p: argparse.ArgumentParser, coding: bool) -> None:
                        help="tokens of context carried into each window after a lane's first (default: the level's)")
         p.add_argument("--lane-tokens", type=int, default=None,
                        help="tokens per lane, the unit a decoder goes through window after window (default: the level's)")
+        p.add_argument("--mixer", choices=MIXER_CODES, default=None,
+                       help=f"second model mixed into the LLM's frequencies: {MIXER_CODES[0]} (a match model that "
+                            "predicts repeats of earlier text; the portable engine's default) or none")
         p.add_argument("--batch", type=int, default=None,
                        help="windows per model call (portable engine: 1 on CPU, on GPU from free memory, not "
                             "recorded; float engines: 16 on CPU, on GPU from free memory up to 512, recorded)")
@@ -320,7 +323,7 @@ class _Codecs:
             kwargs = dict(device=device, dtype=dtype)
             if a.command in ("compress", "c"):
                 kwargs.update(preset=a.level, context=a.context, carry=a.carry, lane_tokens=a.lane_tokens,
-                              batch=a.batch, quantizer=a.quantizer, threads=a.threads, engine=a.engine)
+                              mixer=a.mixer, batch=a.batch, quantizer=a.quantizer, threads=a.threads, engine=a.engine)
             self._cache[key] = (Codec if a.ray is None else self._ray_codec)(a.model, **kwargs)
         return self._cache[key]
 
@@ -484,6 +487,7 @@ def _describe(name: str, info: FileInfo) -> str:
         ("layout", f"windows of {h.context} tokens, {h.carry} of them carried context, lanes of {h.lane_size} "
                    f"tokens, {h.windows_per_stream()} lanes per stream" if h.carry or h.lane_size != h.context
          else f"windows of {h.context} tokens, each from BOS, {h.windows_per_stream()} per stream"),
+        ("mixer", h.mixer if h.mixer == NO_MIXER else f"{h.mixer} (a match model mixed into the model's frequencies)"),
         ("parameters", f"batch {h.batch}, "
                        f"dtype {h.dtype}, device {h.device_class}, threads {h.threads}, engine {h.engine}, "
                        f"attention {h.attention}, quantizer {h.quantizer}, precision {h.precision} bits, "

@@ -162,18 +162,20 @@ class Codec:
     `model` is a LoadedModel, or a spec for `load_model`: None for the embedded default, a model
     folder, a .gguf file or a hub id. `preset` is the compression level (`llmzip.levels`, 1 to 9);
     `context`, `carry` and `lane_tokens` override its window layout (see `llmzip.schedule`).
-    Decompression takes the layout and batch from the file.
+    `mixer` is what is mixed into the model's frequencies: "match-v1" (the portable engine's
+    default, see `llmzip.match`) or "none". Decompression takes all of these from the file.
     """
 
     def __init__(self, model: LoadedModel | str | None = None, *, preset: int | None = None,
                  context: int | None = None, carry: int | None = None, lane_tokens: int | None = None,
                  batch: int | None = None, device: str | torch.device | None = None,
                  dtype: str | torch.dtype | None = None, quantizer: str = "auto", threads: int | None = None,
-                 engine: str = "auto", stream_windows: int = STREAM_WINDOWS):
+                 engine: str = "auto", stream_windows: int = STREAM_WINDOWS, mixer: str | None = None):
         self.model = model if isinstance(model, LoadedModel) else load_model(model, device=device, dtype=dtype)
         self.engine = _choose_engine(engine, quantizer, self.model)
         self.layout = self._layout(preset, context, carry, lane_tokens)
         self.context = self.layout.context
+        self.mixer = self._mixer(mixer)
         if stream_windows < 1:
             raise UnsupportedParameterError(f"stream_windows must be positive, not {stream_windows}")
         self._portable: PortableLlama | None = None
@@ -209,6 +211,15 @@ class Codec:
             self.threads = threads or 0
         if not 0 <= self.threads <= 4096:
             raise UnsupportedParameterError(f"threads must be between 1 and 4096, not {threads}")
+
+    def _mixer(self, mixer: str | None) -> str:
+        if mixer is None:
+            return container.MIXER_CODES[0] if self.engine == PORTABLE_ENGINE else container.NO_MIXER
+        if mixer not in container.MIXER_CODES:
+            raise UnsupportedParameterError(f"unknown mixer {mixer!r}; choose one of {', '.join(container.MIXER_CODES)}")
+        if mixer != container.NO_MIXER and self.engine != PORTABLE_ENGINE:
+            raise UnsupportedParameterError(f"the {mixer} mixer needs the portable engine, not {self.engine!r}")
+        return mixer
 
     def _layout(self, preset: int | None, context: int | None, carry: int | None,
                 lane_tokens: int | None) -> schedule.Layout:
@@ -266,6 +277,8 @@ class Codec:
         if version < 4 and self.layout != schedule.Layout(self.context):
             raise UnsupportedParameterError(f"format version {version} has no carried context: use level 1 or carry=0 "
                                             "with lanes of one window")
+        if version < 5 and self.mixer != container.NO_MIXER:
+            raise UnsupportedParameterError(f"format version {version} has no mixer: use mixer='none'")
         return Header(model_name=name, model_fingerprint=m.fingerprint[:container.FINGERPRINT_BYTES[version]],
                       tokenizer_fingerprint=m.table.fingerprint[:container.TOKENIZER_FINGERPRINT_BYTES[version]],
                       bos_id=m.bos_id, context=self.context, batch=self.stream_windows if portable else self.batch,
@@ -274,7 +287,7 @@ class Codec:
                       attention=PORTABLE_ATTENTION if portable else m.attention, quantizer=self.quantizer,
                       precision=PRECISION, coder=CODER_ID, software=software, engine=self.engine,
                       stream_windows=0 if version == 1 else self.stream_windows, version=version,
-                      carry=self.layout.carry, lane_tokens=self.layout.lane_size)
+                      carry=self.layout.carry, lane_tokens=self.layout.lane_size, mixer=self.mixer)
 
     def check_header(self, header: Header) -> None:
         """Refuse, with what to do, anything in the file this codec cannot reproduce."""
@@ -304,6 +317,8 @@ class Codec:
             return
         if header.carry or header.lane_size != header.context:
             raise FormatError(f"corrupted file: engine {header.engine!r} carries no context between windows")
+        if header.mixer != container.NO_MIXER:
+            raise FormatError(f"corrupted file: engine {header.engine!r} mixes in no second model")
         if header.dtype != m.dtype_name:
             raise UnsupportedParameterError(
                 f"this file was compressed in {header.dtype}; decompress with --dtype {header.dtype}")
@@ -439,7 +454,7 @@ class Codec:
 
         started = time.perf_counter()
         coded = portable_coding.encode(self.portable, ids, self.model.bos_id, self.layout, self.stream_windows,
-                                       self.batch, on_tokens)
+                                       self.batch, on_tokens, mixing=self.mixer != container.NO_MIXER)
         stats.model_seconds += time.perf_counter() - started
         stats.quantized_bits += coded.quantized_bits
         stats.cross_entropy_bits += coded.cross_entropy_bits
@@ -568,7 +583,8 @@ class Codec:
         if header.engine == PORTABLE_ENGINE:
             layout = schedule.Layout(header.context, header.carry, header.lane_size)
             ids = portable_coding.decode(self.portable, block.streams, block.n_tokens, header.bos_id, layout,
-                                         header.windows_per_stream(), self.decode_streams_per_call(header), on_step)
+                                         header.windows_per_stream(), self.decode_streams_per_call(header), on_step,
+                                         mixing=header.mixer != container.NO_MIXER)
             self._check_decoded(np.asarray(ids, dtype=np.int64), plan.text_len)
         else:
             ids = self._decode_lockstep(block, header, stats, plan.text_len, on_step)

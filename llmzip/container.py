@@ -37,16 +37,17 @@ from typing import BinaryIO, Callable, Iterator
 from .errors import FormatError, LLMZipError
 
 MAGIC = b"\x89LLZ"
+# 5: a mixer field (the match model mixed into the LLM's frequencies, see match.py).
 # 4: carried context (the header's carry and lane_tokens fields, see schedule.py).
 # 3: compact header (codes, defaults, 4-byte fingerprint, CRC-16), block sequence numbers, block index.
-# 2 added engine and stream_windows and shortened fingerprints. Versions 1 to 3 still decode.
-FORMAT_VERSION = 4
-VERSIONS = (1, 2, 3, 4)
+# 2 added engine and stream_windows and shortened fingerprints. Versions 1 to 4 still decode.
+FORMAT_VERSION = 5
+VERSIONS = (1, 2, 3, 4, 5)
 # Model fingerprint length by format version. Version 3 keeps 32 bits: enough to tell a wrong model
 # before decoding (FORMAT.md, "Why these sizes"); the block CRC-32 is what guarantees the output.
-FINGERPRINT_BYTES = {1: 16, 2: 8, 3: 4, 4: 4}
+FINGERPRINT_BYTES = {1: 16, 2: 8, 3: 4, 4: 4, 5: 4}
 # Versions 1 and 2 also stored the token table's fingerprint; version 3's model fingerprint covers it.
-TOKENIZER_FINGERPRINT_BYTES = {1: 16, 2: 8, 3: 0, 4: 0}
+TOKENIZER_FINGERPRINT_BYTES = {1: 16, 2: 8, 3: 0, 4: 0, 5: 0}
 BLOCK_TAG = 0x01  # versions 1 and 2
 END_TAG = 0x00
 
@@ -172,6 +173,8 @@ DEVICE_CODES = ("any",)
 ATTENTION_CODES = ("integer", "sdpa", "eager")
 CODER_CODES = ("constriction-0.5-range-u32/24",)
 MODEL_NAME_CODES = ("SmolLM2-135M-Instruct.Q4_1",)  # the embedded default model
+MIXER_CODES = ("match-v1", "none")  # see match.py
+NO_MIXER = "none"
 
 
 @dataclass(frozen=True)
@@ -214,10 +217,13 @@ V4_FIELDS = (V3_FIELDS[0], _Field("context", "varint", V4_CONTEXT, limit=1 << 24
     _Field("carry", "varint", V4_CARRY, limit=1 << 24),
     _Field("lane_tokens", "varint", V4_LANE_TOKENS, limit=1 << 30),
 ) + V3_FIELDS[5:]
+# Version 5 adds the mixer after the layout; by default the match model is mixed in. A file of
+# an earlier version has no mixer.
+V5_FIELDS = V4_FIELDS[:7] + (_Field("mixer", "code", MIXER_CODES[0], MIXER_CODES),) + V4_FIELDS[7:]
 
 
 def _fields(version: int) -> tuple[_Field, ...]:
-    return V4_FIELDS if version >= 4 else V3_FIELDS
+    return V5_FIELDS if version >= 5 else V4_FIELDS if version >= 4 else V3_FIELDS
 
 
 def _write_code(out: bytearray, value: str, codes: tuple[str, ...], quantizer: bool = False) -> None:
@@ -275,6 +281,7 @@ class Header:
     version: int = FORMAT_VERSION  # the format version the header was read from, or is written as
     carry: int = 0  # carried context of each window after a lane's first (version 4; see schedule.py)
     lane_tokens: int = 0  # tokens per lane; 0 (every version before 4): the context
+    mixer: str = NO_MIXER  # what is mixed into the model's frequencies (version 5; see match.py)
 
     def __post_init__(self) -> None:
         if self.lane_tokens == self.context:  # one canonical form, so that equal layouts compare equal
@@ -306,6 +313,8 @@ class Header:
                                  + (" and no tokenizer fingerprint" if version >= 3 else ""))
         if version < 4 and (self.carry or self.lane_size != self.context):
             raise ValueError(f"format version {version} has no carried context")
+        if version < 5 and self.mixer != NO_MIXER:
+            raise ValueError(f"format version {version} has no mixer")
         if version >= 3:
             return self._v3_body(version)
         if version == 1 and (self.engine != "transformers" or self.stream_windows):

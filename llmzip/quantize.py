@@ -114,11 +114,12 @@ def intervals_integer(logits: torch.Tensor, tokens: torch.Tensor) -> tuple[torch
     """(low, frequency) of each row's token under `frequencies_integer`, without its table, and
     -log2 p(token) under the engine's softmax before quantization (the estimate beside the real
     size, in float64). low = the shares below the token, plus one per token below it, plus the
-    remainder if the top token is below it."""
+    remainder if the top token is below it. `tokens` (rows,) gives one token per row; (rows, k)
+    gives k, and every output is then (rows, k)."""
     from .portable.llama import FRACTION
 
     vocab = _checked_vocab(logits)
-    index = tokens.reshape(-1, 1).long()
+    index = tokens.reshape(logits.shape[0], -1).long()  # one or more tokens per row
     on_cpu = logits.device.type == "cpu"
     parts = []
     for first in range(0, logits.shape[0], _INTEGER_BLOCK_ROWS if on_cpu else 128):
@@ -127,7 +128,8 @@ def intervals_integer(logits: torch.Tensor, tokens: torch.Tensor) -> tuple[torch
         token = index[first:last]
         share = shares.gather(-1, token)
         if on_cpu:  # a sum over each row's prefix: no cumulative table
-            below = torch.stack([shares[i, :t].sum() for i, t in enumerate(token.view(-1).tolist())])[:, None]
+            below = torch.tensor([[int(shares[i, :t].sum()) for t in row] for i, row in enumerate(token.tolist())],
+                                 dtype=torch.int64).view(token.shape)
             shares_total = shares.sum(dim=-1, keepdim=True)
         else:  # no host round trip on a GPU
             cumulative = shares.cumsum_(dim=-1)
@@ -135,11 +137,13 @@ def intervals_integer(logits: torch.Tensor, tokens: torch.Tensor) -> tuple[torch
         parts.append((share, below, shares_total, top, total))
     share, below, shares_total, top, total = (torch.cat(column) for column in zip(*parts))
     remainder = (TOTAL - vocab) - shares_total
-    gap_bits = (logits.gather(-1, top) - logits.gather(-1, index)).squeeze(-1).double() / (1 << FRACTION)
-    nll_bits = torch.log2(total.squeeze(-1).double()) - 30 + gap_bits
+    gap_bits = (logits.gather(-1, top) - logits.gather(-1, index)).double() / (1 << FRACTION)
+    nll_bits = torch.log2(total.double()) - 30 + gap_bits
     low = below + index + torch.where(top < index, remainder, 0)
     freq = share + 1 + torch.where(top == index, remainder, 0)
-    return low.squeeze(-1), freq.squeeze(-1), nll_bits
+    if tokens.dim() == 1:
+        return low.squeeze(-1), freq.squeeze(-1), nll_bits.squeeze(-1)
+    return low, freq, nll_bits
 
 
 def quantizer_id(name: str, vocab: int) -> str:

@@ -9,7 +9,7 @@ import pytest
 
 from conftest import container_frames
 from llmzip import FormatError
-from llmzip.container import (ALL_TEXT_SIDE, MAGIC, V3_FIELDS, V4_FIELDS, Block, ContainerWriter, Header, Reader, StreamReader,
+from llmzip.container import (ALL_TEXT_SIDE, FINGERPRINT_BYTES, FORMAT_VERSION, MAGIC, NO_MIXER, V3_FIELDS, V4_FIELDS, V5_FIELDS, Block, ContainerWriter, Header, Reader, StreamReader,
                               Trailer, crc16, header_bytes, read_index, write_varint)
 
 
@@ -28,7 +28,8 @@ def _default_header(**over) -> Header:
     fields = dict(model_name="", model_fingerprint=b"\xaa\xbb\xcc\xdd", tokenizer_fingerprint=b"", bos_id=1,
                   batch=16, dtype="float32", device_class="any", threads=0, attention="integer",
                   quantizer="int-v1", precision=24, coder="constriction-0.5-range-u32/24", software="",
-                  engine="portable-v1", stream_windows=16, context=1024, carry=512, lane_tokens=8192)
+                  engine="portable-v1", stream_windows=16, context=1024, carry=512, lane_tokens=8192,
+                  mixer="match-v1")
     fields.update(over)
     return Header(**fields)
 
@@ -64,14 +65,25 @@ def test_default_header_at_every_level_has_one_byte_of_flags():
         assert Header.from_bytes(h.to_bytes()) == h
 
 
+def test_version_4_has_no_mixer():
+    h = _default_header(mixer=NO_MIXER)
+    v4 = dataclasses.replace(h, version=4)
+    assert v4.to_bytes() == b"\xaa\xbb\xcc\xdd\x00"  # version 4's defaults: no mixer
+    assert Header.from_bytes(v4.to_bytes(), version=4) == v4
+    assert h.to_bytes()[4:] == b"\x80\x01\x02"  # version 5 states it: flag bit 7, code 2
+    assert Header.from_bytes(h.to_bytes()) == h
+    with pytest.raises(ValueError, match="version 4 has no mixer"):
+        _default_header().to_bytes(version=4)
+
+
 def test_version_3_has_no_carried_context():
-    h = _default_header(context=512, carry=0, lane_tokens=0)
+    h = _default_header(context=512, carry=0, lane_tokens=0, mixer=NO_MIXER)
     v3 = dataclasses.replace(h, version=3)
     assert v3.to_bytes() == b"\xaa\xbb\xcc\xdd\x00"  # version 3's defaults: no carried context
     assert Header.from_bytes(v3.to_bytes(), version=3) == v3
-    assert Header.from_bytes(h.to_bytes()) == h  # version 4 states it
+    assert Header.from_bytes(h.to_bytes()) == h  # version 5 states it
     with pytest.raises(ValueError, match="version 3 has no carried context"):
-        _default_header().to_bytes(version=3)
+        _default_header(mixer=NO_MIXER).to_bytes(version=3)
     with pytest.raises(FormatError, match="carried context"):
         Header.from_bytes(_default_header(carry=1024).to_bytes())
 
@@ -85,7 +97,8 @@ def test_v3_defaults_are_the_codecs_defaults():
     from llmzip.portable import PORTABLE_ENGINE
     from llmzip.quantize import INTEGER_QUANTIZER, PRECISION
 
-    defaults = {f.name: f.default for f in V4_FIELDS}
+    defaults = {f.name: f.default for f in V5_FIELDS}
+    assert [f.name for f in V5_FIELDS if f.name != "mixer"] == [f.name for f in V4_FIELDS]
     assert [f.name for f in V4_FIELDS if f.name not in ("carry", "lane_tokens")] == [f.name for f in V3_FIELDS]
     assert {f.name: f.default for f in V3_FIELDS}["context"] == 512  # version 3's default, no carried context
     level = LEVELS[DEFAULT_LEVEL]
@@ -119,7 +132,7 @@ def test_unknown_codes_and_flags_are_refused():
     with pytest.raises(FormatError, match="unknown engine code 9"):
         Header.from_bytes(bytes(body))
     with pytest.raises(FormatError, match="flags"):
-        Header.from_bytes(b"\xaa\xbb\xcc\xdd" + bytes([0xFF, 0xFF, 0x0F]))
+        Header.from_bytes(b"\xaa\xbb\xcc\xdd" + bytes([0xFF, 0xFF, 0x1F]))  # bit 18: past the table
     with pytest.raises(FormatError, match="unexpected bytes"):
         Header.from_bytes(_default_header().to_bytes() + b"\x00")
 
@@ -152,9 +165,9 @@ def test_varint_round_trip(value):
     assert Reader(buf, "x").varint() == value
 
 
-def _container(blocks, version: int = 4) -> bytes:
+def _container(blocks, version: int = FORMAT_VERSION) -> bytes:
     out = io.BytesIO()
-    fp = {1: 16, 2: 8, 3: 4, 4: 4}[version]
+    fp = FINGERPRINT_BYTES[version]
     h = _header(context=4, batch=2, version=version, model_fingerprint=bytes(fp),
                 tokenizer_fingerprint=bytes(fp if version < 3 else 0), engine="transformers")
     writer = ContainerWriter(out, h)

@@ -20,7 +20,8 @@ import torch
 from .. import schedule
 from ..coder import StreamDecoder, StreamEncoder
 from ..errors import FormatError
-from ..quantize import frequencies_integer
+from ..match import MatchModel, Mixer, mix_interval, mix_table
+from ..quantize import TOTAL, frequencies_integer
 from .llama import PortableLlama
 
 
@@ -44,56 +45,145 @@ def _model_inputs(ids: list[int], windows: list[schedule.Window], bos: int, devi
 
 
 def _window_intervals(engine: PortableLlama, ids: list[int], windows: list[schedule.Window], bos: int,
-                      windows_per_call: int, result: EncodedStreams,
-                      on_tokens: Callable[[int], None] | None) -> dict[schedule.Window, tuple[np.ndarray, np.ndarray]]:
-    """Each window's coded tokens as range-coder intervals (low, freq), from full-sequence forwards
-    of as many windows per call as asked (windows of equal carried context share a call)."""
+                      windows_per_call: int, result: EncodedStreams, on_tokens: Callable[[int], None] | None,
+                      predicted: dict[schedule.Window, np.ndarray] | None = None) -> dict[schedule.Window, np.ndarray]:
+    """Each window's coded tokens as range-coder intervals, (length, 2) of (low, freq), from
+    full-sequence forwards of as many windows per call as asked (windows of equal carried context
+    share a call). With `predicted` (each window's match predictions, -1 for none), also the
+    predicted tokens' intervals: (length, 4) of (low, freq, predicted low, predicted freq)."""
     targets_all = torch.tensor(ids, dtype=torch.long)
     out = {}
     by_prefix: dict[int, list[schedule.Window]] = {}
     for w in windows:
         by_prefix.setdefault(w.prefix, []).append(w)
+    columns = 1 if predicted is None else 2
     for prefix, group in by_prefix.items():
         for first in range(0, len(group), windows_per_call):
             call = group[first : first + windows_per_call]
             inputs = _model_inputs(ids, call, bos, engine.device)
-            targets = torch.zeros((len(call), inputs.shape[1] - prefix), dtype=torch.long)  # past a window's end: not coded
+            # positions past a window's end are not coded; a position without a prediction asks its target twice
+            targets = torch.zeros((len(call), inputs.shape[1] - prefix, columns), dtype=torch.long)
             for row, w in enumerate(call):
-                targets[row, : w.length] = targets_all[w.start : w.start + w.length]
+                targets[row, : w.length, 0] = targets_all[w.start : w.start + w.length]
+                if predicted is not None:
+                    guess = torch.from_numpy(predicted[w])
+                    targets[row, : w.length, 1] = torch.where(guess >= 0, guess, targets[row, : w.length, 0])
             low, freq, nll_bits = (t.cpu() for t in engine.intervals(inputs, targets.to(engine.device), logits_from=prefix))
             for row, w in enumerate(call):
-                out[w] = (low[row, : w.length].numpy(), freq[row, : w.length].numpy())
-                result.cross_entropy_bits += float(nll_bits[row, : w.length].sum())
+                out[w] = torch.stack((low[row, : w.length], freq[row, : w.length]), dim=-1).flatten(1).numpy()
+                result.cross_entropy_bits += float(nll_bits[row, : w.length, 0].sum())
                 if on_tokens is not None:
                     on_tokens(w.length)
     return out
 
 
+def _steps(windows: list[schedule.Window]):
+    """A round's coding order: per step, the lanes that code a token and those tokens' positions."""
+    for step in range(max(w.length for w in windows)):
+        lanes = [lane for lane, w in enumerate(windows) if w.length > step]
+        yield step, lanes, [windows[lane].start + step for lane in lanes]
+
+
+def _match_predictions(ids: list[int], rounds: list[list[schedule.Window]]) -> dict[schedule.Window, np.ndarray]:
+    """What the match model predicts at each coded position of a stream, (length, 2) per window of
+    (predicted token or -1, match length), replaying the decoder's coding order."""
+    model = MatchModel([w.start for w in rounds[0]], len(ids))
+    out = {w: np.full((w.length, 2), -1, dtype=np.int64) for windows in rounds for w in windows}
+    for windows in rounds:
+        for step, lanes, positions in _steps(windows):
+            for lane, guess in zip(lanes, model.predict(lanes, positions)):
+                out[windows[lane]][step] = guess
+            model.update(lanes, positions, [ids[p] for p in positions])
+    return out
+
+
 def encode(engine: PortableLlama, ids: list[int], bos: int, layout: schedule.Layout, per_stream: int,
-           windows_per_call: int, on_tokens: Callable[[int], None] | None = None) -> EncodedStreams:
-    """Code a block's tokens into streams of `per_stream` lanes with full-sequence forwards."""
+           windows_per_call: int, on_tokens: Callable[[int], None] | None = None,
+           mixing: bool = False) -> EncodedStreams:
+    """Code a block's tokens into streams of `per_stream` lanes with full-sequence forwards.
+
+    With `mixing`, each stream starts with one flag symbol saying whether the match model's
+    predictions are mixed into its frequencies (see `llmzip.match`), and the encoder codes it
+    both ways and keeps the shorter: on text the LLM already predicts well, mixing can cost a
+    little, and then it is left out."""
     result = EncodedStreams([], 0.0, 0.0)
     for rounds in layout.streams(len(ids), per_stream):
-        coded = _window_intervals(engine, ids, [w for windows in rounds for w in windows], bos, windows_per_call,
-                                  result, on_tokens)
-        encoder = StreamEncoder()
-        for windows in rounds:  # round by round, step-major inside a round
-            lows, freqs = (np.zeros((windows[0].length, len(windows)), dtype=np.int64) for _ in range(2))
-            for lane, w in enumerate(windows):
-                lows[: w.length, lane], freqs[: w.length, lane] = coded[w]
-            present = np.arange(windows[0].length)[:, None] < np.array([w.length for w in windows])[None, :]
-            encoder.push(lows[present], freqs[present])
-        result.streams.append(encoder.finish())
-        result.quantized_bits += encoder.bits_ideal
+        windows = [w for round_windows in rounds for w in round_windows]
+        predicted = _match_predictions(ids, rounds) if mixing else None
+        coded = _window_intervals(engine, ids, windows, bos, windows_per_call, result, on_tokens,
+                                  None if predicted is None else {w: p[:, 0] for w, p in predicted.items()})
+        plain = _plain_intervals(rounds, coded)
+        if predicted is None:
+            stream, bits = _stream(None, *plain)
+        else:
+            stream, bits = min(_stream(0, *plain), _stream(1, *_mixed_intervals(ids, rounds, coded, predicted,
+                                                                                engine.vocab_size)),
+                               key=lambda coded_stream: len(coded_stream[0]))  # a tie keeps the plain one
+        result.streams.append(stream)
+        result.quantized_bits += bits
     return result
 
 
+_FLAG_FREQ = TOTAL // 2  # the mixing flag at a stream's start: two equally likely values
+_FLAG_TABLE = torch.tensor([[_FLAG_FREQ, _FLAG_FREQ]], dtype=torch.int64)
+
+
+def _stream(flag: int | None, lows: np.ndarray, freqs: np.ndarray) -> tuple[bytes, float]:
+    """A coded stream (the flag first, when there is one) and its ideal size in bits."""
+    encoder = StreamEncoder()
+    if flag is not None:
+        encoder.push(np.array([flag * _FLAG_FREQ]), np.array([_FLAG_FREQ]))
+    encoder.push(lows, freqs)
+    return encoder.finish(), encoder.bits_ideal
+
+
+def _plain_intervals(rounds: list[list[schedule.Window]], coded: dict[schedule.Window, np.ndarray]
+                     ) -> tuple[np.ndarray, np.ndarray]:
+    """A stream's intervals in coding order: round by round, step-major inside a round."""
+    lows, freqs = [], []
+    for round_windows in rounds:
+        steps = round_windows[0].length
+        low, freq = (np.zeros((steps, len(round_windows)), dtype=np.int64) for _ in range(2))
+        for lane, w in enumerate(round_windows):
+            low[: w.length, lane], freq[: w.length, lane] = coded[w][:, 0], coded[w][:, 1]
+        present = np.arange(steps)[:, None] < np.array([w.length for w in round_windows])[None, :]
+        lows.append(low[present])
+        freqs.append(freq[present])
+    return np.concatenate(lows), np.concatenate(freqs)
+
+
+def _mixed_intervals(ids: list[int], rounds: list[list[schedule.Window]], coded: dict[schedule.Window, np.ndarray],
+                     predicted: dict[schedule.Window, np.ndarray], vocab: int) -> tuple[np.ndarray, np.ndarray]:
+    """A stream's coded intervals in coding order after mixing, the mixer learning as the decoder will."""
+    mixer = Mixer()
+    lows, freqs = [], []
+    for windows in rounds:
+        for step, lanes, positions in _steps(windows):
+            updates = []
+            for lane, position in zip(lanes, positions):
+                w = windows[lane]
+                low, freq, guess_low, guess_freq = (int(v) for v in coded[w][step])
+                guess, length = (int(v) for v in predicted[w][step])
+                if guess >= 0:
+                    keep = mixer.keep(length, guess_freq)
+                    low, freq = mix_interval(low, freq, ids[position], guess, guess_low, guess_freq, vocab, keep)
+                    updates.append((length, guess_freq, ids[position] == guess))
+                lows.append(low)
+                freqs.append(freq)
+            for update in updates:  # after the whole step, in lane order
+                mixer.update(*update)
+    return np.array(lows, dtype=np.int64), np.array(freqs, dtype=np.int64)
+
+
 def decode(engine: PortableLlama, streams: list[bytes], n_tokens: int, bos: int, layout: schedule.Layout,
-           per_stream: int, streams_per_call: int, on_tokens: Callable[[int], None] | None = None) -> list[int]:
+           per_stream: int, streams_per_call: int, on_tokens: Callable[[int], None] | None = None,
+           mixing: bool = False) -> list[int]:
     """The block's token ids from its streams, stepping `streams_per_call` streams' lanes at once.
 
     Each round of windows starts with one prefill of BOS and the carried context (tokens decoded
     in earlier rounds of the same lanes), which also yields the first coded token's logits.
+    With `mixing`, each stream's flag comes first; a mixed stream's match model and mixer go
+    through the same coding order as the encoder's, whatever the number of streams per call.
     """
     layouts = layout.streams(n_tokens, per_stream)
     if len(streams) != len(layouts):
@@ -102,6 +192,10 @@ def decode(engine: PortableLlama, streams: list[bytes], n_tokens: int, bos: int,
     for first in range(0, len(layouts), streams_per_call):
         call = layouts[first : first + streams_per_call]
         decoders = [StreamDecoder(streams[first + g]) for g in range(len(call))]
+        # Per stream: its flag says whether it is mixed; if so its match model and mixer.
+        mixed = [bool(d.decode(_FLAG_TABLE)[0]) if mixing else False for d in decoders]
+        models = [MatchModel([w.start for w in rounds[0]], n_tokens) if on else None for rounds, on in zip(call, mixed)]
+        mixers = [Mixer() if on else None for on in mixed]
         lanes = [len(rounds[0]) for rounds in call]  # lanes of each stream in the call
         offsets = np.cumsum([0] + lanes)  # the call's first row of each stream
         cache = engine.new_cache(int(offsets[-1]), layout.context)
@@ -128,12 +222,41 @@ def decode(engine: PortableLlama, streams: list[bytes], n_tokens: int, bos: int,
                 at = 0
                 for g, decoder in enumerate(decoders):
                     rows = [row for row in running if offsets[g] <= row < offsets[g + 1]]
-                    if rows:
-                        tokens[rows] = decoder.decode(freqs[at : at + len(rows)])
-                        at += len(rows)
+                    if not rows:
+                        continue
+                    tables = freqs[at : at + len(rows)]
+                    if mixed[g]:
+                        stream_lanes = [row - int(offsets[g]) for row in rows]
+                        positions = [members[row].start + step for row in rows]
+                        guesses = models[g].predict(stream_lanes, positions)
+                        tables, updates = _mixed_tables(tables, guesses, mixers[g])
+                    tokens[rows] = decoder.decode(tables)
+                    at += len(rows)
+                    if mixed[g]:
+                        models[g].update(stream_lanes, positions, tokens[rows].tolist())
+                        for (length, guess_freq, guess), token in zip(updates, tokens[rows].tolist()):
+                            if guess >= 0:
+                                mixers[g].update(length, guess_freq, token == guess)
                 for row in running:
                     ids[members[row].start + step] = tokens[row]
                 feed = torch.from_numpy(tokens[:, None]).to(engine.device)
                 if on_tokens is not None:
                     on_tokens(len(running))
     return ids.tolist()
+
+
+def _mixed_tables(tables: torch.Tensor, guesses: list[tuple[int, int]], mixer: Mixer
+                  ) -> tuple[torch.Tensor, list[tuple[int, int, int]]]:
+    """One step's frequency tables of a stream after mixing, and per row what the mixer learns
+    from once the token is known: (match length, the LLM's frequency of the guess, the guess)."""
+    rows = tables.cpu().numpy()
+    mixed, updates = [], []
+    for row, (guess, length) in zip(rows, guesses):
+        if guess < 0:
+            mixed.append(row)
+            updates.append((0, 0, -1))
+            continue
+        guess_freq = int(row[guess])
+        mixed.append(mix_table(row, guess, mixer.keep(length, guess_freq)))
+        updates.append((length, guess_freq, guess))
+    return torch.from_numpy(np.stack(mixed)), updates

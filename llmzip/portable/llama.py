@@ -443,15 +443,15 @@ class PortableLlama:
                   ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """What the encoder codes after a full-sequence forward of `tokens` (rows, T): for each
         position from `logits_from` on, `quantize.intervals_integer` of its logits and its target
-        (`targets`, rows x (T - logits_from)), as (low, frequency, -log2 p), each shaped like
-        `targets`. The same numbers as from `forward`'s logits; the output layer and the quantizer
+        (`targets`, rows x (T - logits_from), or rows x (T - logits_from) x k for k tokens asked per
+        position), as (low, frequency, -log2 p), each shaped like `targets`. The same numbers as from `forward`'s logits; the output layer and the quantizer
         go a block of rows at a time, so the whole (rows, T, V) logits never exist at once."""
         from ..quantize import intervals_integer
 
         with torch.inference_mode():
             x = self.final_norm(self._hidden(tokens, None)[:, logits_from:], ACTIVATION_LEVELS["lm_head"])
             count = x.scale.mantissa.shape[0]
-            flat_targets = targets.reshape(count)
+            flat_targets = targets.reshape(count, -1)  # one or more tokens asked per position
             parts = []
             for first in range(0, count, _HEAD_ROWS):
                 last = min(count, first + _HEAD_ROWS)
