@@ -244,20 +244,20 @@ def _format_sweep(records) -> str:
     return _table(rows, header)
 
 
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {k: _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    return value
+def _failed(exc: Exception) -> int:
+    """A measurement's error as one line on stderr, and the exit code."""
+    name = getattr(exc, "filename", None) if isinstance(exc, OSError) else None
+    text = (exc.strerror or str(exc)) if isinstance(exc, OSError) else str(exc)
+    print(f"llmzip: {name + ': ' if name else ''}{text}", file=sys.stderr)
+    return EXIT_ERROR
 
 
 def _write_json(path: Path, payload: dict) -> None:
+    from .corpus import jsonable  # with the measuring modules, loaded by the time anything is written
+
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(_jsonable(payload), indent=1, allow_nan=False) + "\n", encoding="utf-8")
+    tmp.write_text(json.dumps(jsonable(payload), indent=1, allow_nan=False) + "\n", encoding="utf-8")
     os.replace(tmp, path)
 
 
@@ -404,15 +404,9 @@ def run_bench(args) -> int:
                     sweep_records.extend(context_sweep(f, spec, sweep, batch=args.batch, device=args.device,
                                                        dtype=args.dtype, sample_bytes=args.sample_bytes,
                                                        bias=bias, progress=bar))
-    except (LLMZipError, ValueError, RuntimeError) as exc:
+    except (LLMZipError, ValueError, RuntimeError, OSError) as exc:
         bar.close()
-        print(f"llmzip: {exc}", file=sys.stderr)
-        return EXIT_ERROR
-    except OSError as exc:
-        bar.close()
-        name = getattr(exc, "filename", None)
-        print(f"llmzip: {name + ': ' if name else ''}{exc.strerror or exc}", file=sys.stderr)
-        return EXIT_ERROR
+        return _failed(exc)
     finally:
         bar.close()
     elapsed = time.perf_counter() - started
@@ -479,15 +473,9 @@ def _run_corpus(args, bias: float) -> int:
             paper_mode=args.paper, bias=bias, ray=args.ray is not None, workers=args.workers,
             cpus_per_worker=args.threads, progress=lambda done, tokens: bar(Progress(done, tokens)),
             context=args.context, batch=args.batch, device=args.device, dtype=args.dtype)
-    except (LLMZipError, ValueError, RuntimeError) as exc:
+    except (LLMZipError, ValueError, RuntimeError, OSError) as exc:
         bar.close()
-        print(f"llmzip: {exc}", file=sys.stderr)
-        return EXIT_ERROR
-    except OSError as exc:
-        bar.close()
-        name = getattr(exc, "filename", None)
-        print(f"llmzip: {name + ': ' if name else ''}{exc.strerror or exc}", file=sys.stderr)
-        return EXIT_ERROR
+        return _failed(exc)
     finally:
         bar.close()
         if started_ray:

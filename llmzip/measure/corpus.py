@@ -165,7 +165,7 @@ def measure_corpus(inputs: Sequence[str | os.PathLike], jsonl: str | os.PathLike
             for _, records in _execute(todo(), spec, codec_kwargs, pool, meter):
                 for record in records:
                     row_key = key if record.kind == "llmzip" else classic_key
-                    out.write(json.dumps(_jsonable({"options": row_key, **record.as_dict()}), allow_nan=False) + "\n")
+                    out.write(json.dumps(jsonable({"options": row_key, **record.as_dict()}), allow_nan=False) + "\n")
                     done.add((row_key, record.file, record.sample))
                     written += 1
                 out.flush()
@@ -205,11 +205,12 @@ def _execute(items: Iterator[tuple[tuple, int]], spec: str | None, codec_kwargs:
         yield args, result
 
 
-def _jsonable(value: Any) -> Any:
+def jsonable(value: Any) -> Any:
+    """`value` with non-finite floats as None, which JSON has no number for."""
     if isinstance(value, float) and not math.isfinite(value):
         return None
     if isinstance(value, dict):
-        return {k: _jsonable(v) for k, v in value.items()}
+        return {k: jsonable(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
+        return [jsonable(v) for v in value]
     return value
