@@ -163,7 +163,7 @@ def test_older_versions_still_decode_and_seek(llama, alice, version, monkeypatch
     data = alice[:900]
     # version 1 knew only the transformers engine, one stream per batch
     codec = (Codec(llama, context=32, batch=3, engine="transformers") if version == 1
-             else Codec(llama, preset=1, context=64))  # no carried context before version 4
+             else Codec(llama, preset=1, context=64, mixer="none"))  # no carried context before 4, no mixer before 5
     out = io.BytesIO()
     codec.compress_stream(io.BytesIO(data), out, block_bytes=BLOCK, version=version)
     blob = out.getvalue()
@@ -179,7 +179,7 @@ def test_older_versions_still_decode_and_seek(llama, alice, version, monkeypatch
 
 
 def test_v2_total_checksum_is_still_checked(llama, alice):
-    codec = Codec(llama, preset=1, context=64)
+    codec = Codec(llama, preset=1, context=64, mixer="none")
     out = io.BytesIO()
     codec.compress_stream(io.BytesIO(alice[:300]), out, version=2)
     blob = bytearray(out.getvalue())
@@ -337,7 +337,8 @@ def test_cli_info_lists_blocks(llama_dir, packed_file, capsys):
     assert main(["info", str(packed_file)]) == 0
     out = capsys.readouterr().out
     info = inspect(packed_file.read_bytes())
-    assert "format      version 4" in out and "covered by the model fingerprint" in out
+    assert "format      version 5" in out and "covered by the model fingerprint" in out
+    assert "mixer       match-v1" in out
     assert info.header.model_fingerprint.hex() in out and "name not recorded" in out
     table = out[out.index("block  offset"):].splitlines()
     assert len(table) == 1 + info.blocks
