@@ -7,7 +7,9 @@ turns each coded position's logits into the coded token's interval. Decompressio
 round through the lanes of whole streams: one prefill of each lane's carried context (decoded in
 the round before), then one step per token over a KV cache, at a batch of streams the decoder
 picks for its own memory. Because the engine's numbers do not depend on the batch or on prefill
-versus stepping (see `llama`), both sides see the same tables.
+versus stepping (see `llama`), both sides see the same tables. With a mixer, both sides then run
+each stream's match model and mixer (`llmzip.match`) through the same coding order, so they move
+the same mass in the same tables.
 """
 from __future__ import annotations
 
