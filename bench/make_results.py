@@ -444,8 +444,9 @@ def portable_section(path: Path) -> str:
         f"- date: {r['date']}; machine: {env['cpu']} (ATen capability {env['cpu_capability']}), "
         f"{env['threads']} torch threads for both engines; torch {env['torch']}, llmzip {env['llmzip']}",
         f"- first {settings['bytes']:,} bytes of each file, context {settings['context']}, model {settings['model']}; "
-        f"float engine: transformers, float32, every window stepped in both directions; portable engine: "
-        f"full-sequence forwards to compress, stepping to decompress; {settings['repeats']} run(s) each, medians",
+        f"float engine: transformers, float32, every window stepped in both directions; portable engine: the same "
+        f"windows from BOS (level 1) with its default mixer, full-sequence forwards to compress, stepping to "
+        f"decompress; {settings['repeats']} run(s) each, medians",
         f"- command: `{r['command']}`; building the integer model from the float weights took "
         f"{r['portable_build_seconds']:.1f} s (once per loaded model, not in the timings)",
     ]
