@@ -2,9 +2,9 @@
 
     python bench/gpu_speed.py ../shared/corpus/*.txt --out bench/results/gpu_speed.json
 
-The input files are concatenated (and repeated) up to --mib MiB: windows start afresh every
-`context` tokens, so repetition gives the model no memory to exploit and bits per byte stay those
-of the texts. The default model runs in bf16 on the GPU with the codec's defaults (static engine
+The input files are concatenated (and repeated) up to --mib MiB: with inputs longer than a block
+(1 MiB), no block holds a repeat, so neither the model's windows nor the match model see one, and
+bits per byte stay those of the texts. The default model runs in bf16 on the GPU with the codec's defaults (static engine
 with CUDA graphs, triton-v1, the device range decoder, batch chosen from free memory).
 With --random-weights FOLDER the model is the architecture in FOLDER's config.json with seeded
 random weights and FOLDER's tokenizer (speed does not depend on the weights; bits per byte do, and
@@ -44,7 +44,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="use FOLDER's config.json and tokenizer with random weights (speed only)")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--dtype", default=None, help="default: bfloat16 on GPU, float32 on CPU")
-    p.add_argument("--context", type=int, default=512)
+    p.add_argument("--preset", type=int, default=None, help="compression level (default: the codec's)")
+    p.add_argument("--context", type=int, default=None, help="default: the level's")
     p.add_argument("--batch", type=int, default=None, help="default: the codec's (free memory on GPU)")
     p.add_argument("--engine", default="auto")
     p.add_argument("--quantizer", default="auto")
@@ -138,7 +139,8 @@ def main(argv: list[str] | None = None) -> dict:
         t0 = time.perf_counter()
         loaded = load_model(spec, device=device, dtype=dtype)
         load_seconds = time.perf_counter() - t0
-    codec = Codec(loaded, context=args.context, batch=args.batch, engine=args.engine, quantizer=args.quantizer)
+    codec = Codec(loaded, preset=args.preset, context=args.context, batch=args.batch, engine=args.engine,
+                  quantizer=args.quantizer)
 
     compress_times, decompress_times = [], []
     blob, stats = b"", None
@@ -175,7 +177,9 @@ def main(argv: list[str] | None = None) -> dict:
     result = {
         "environment": environment(str(device), dtype),
         "model": loaded.name + (" (random weights)" if args.random_weights else ""),
-        "settings": {"context": codec.context, "batch": codec.batch, "stream_windows": codec.stream_windows,
+        "settings": {"preset": args.preset, "context": codec.context, "carry": codec.layout.carry,
+                     "lane_tokens": codec.layout.lane_size, "mixer": codec.mixer,
+                     "batch": codec.batch, "stream_windows": codec.stream_windows,
                      "engine": codec.engine, "quantizer": codec.quantizer},
         "input_bytes": len(data), "tokens": stats.tokens, "compressed_bytes": len(blob),
         "bits_per_byte": 8 * len(blob) / len(data), "load_seconds": load_seconds,
