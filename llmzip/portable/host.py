@@ -55,15 +55,9 @@ def _host(engine: "PortableLlama") -> _Host:
 def _quantize_rows(values: np.ndarray, fraction: int, levels: int):
     """llama.quantize_rows of (R, K) int64 rows (overwritten): the int8 rows for the product
     (halves stacked for 16 bits) as a tensor, and the rows' Scale as arrays."""
-    from .llama import INT8_LEVELS, MANTISSA_BITS, Scale
+    from .llama import INT8_LEVELS, row_scales
 
-    amax = np.abs(values).max(axis=-1)
-    down = arith.bit_length_small(amax >> (46 - levels.bit_length()))
-    amax = np.maximum(amax >> down, 1)
-    shift = arith.bit_length_small(amax) + 16
-    r = np.floor_divide(levels << shift, amax)
-    mantissa, extra = arith.normalize_small(arith.div_round(1 << 55, r), MANTISSA_BITS)
-    scale = Scale(mantissa, extra + shift - 55 + down - fraction)
+    down, r, shift, scale = row_scales(np.abs(values).max(axis=-1), fraction, levels)
     values >>= down[:, None]
     values *= r[:, None]
     values += arith.half_of(shift)[:, None]

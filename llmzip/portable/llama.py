@@ -129,14 +129,7 @@ def quantize_rows(values: torch.Tensor, fraction: int, levels: int = INT8_LEVELS
     """
     shape = values.shape[:-1]
     values = values.reshape(-1, values.shape[-1])
-    amax = _host(values.abs().amax(dim=-1))
-    xp = arith._ops(amax)
-    down = arith.bit_length_small(amax >> (46 - levels.bit_length()))
-    amax = xp.at_least(amax >> down, 1)
-    shift = arith.bit_length_small(amax) + 16
-    r = xp.floordiv(levels << shift, amax)
-    mantissa, extra = arith.normalize_small(arith.div_round(1 << 55, r), MANTISSA_BITS)
-    scale = Scale(mantissa, extra + shift - 55 + down - fraction)
+    down, r, shift, scale = row_scales(_host(values.abs().amax(dim=-1)), fraction, levels)
     # q = round((v >> down) * r / 2^s): below levels * 2^s < 2^62.
     down, r, half, shift = _columns(down, r, arith.half_of(shift), shift)
     values >>= down  # in place: every caller hands over a fresh tensor
@@ -145,6 +138,19 @@ def quantize_rows(values: torch.Tensor, fraction: int, levels: int = INT8_LEVELS
     if levels <= INT8_LEVELS:
         return Activations(q.to(torch.int8), False, shape, scale)
     return Activations(arith.split_int16(q), True, shape, scale)
+
+
+def row_scales(amax, fraction: int, levels: int):
+    """For rows whose largest magnitudes are `amax` (int64, a tensor or a numpy array), what
+    `quantize_rows` needs per row: the shift down, the multiplier r, the shift s and the Scale.
+    One definition for the torch forward and the numpy step (`host`), so both give the same integers."""
+    xp = arith._ops(amax)
+    down = arith.bit_length_small(amax >> (46 - levels.bit_length()))
+    amax = xp.at_least(amax >> down, 1)
+    shift = arith.bit_length_small(amax) + 16
+    r = xp.floordiv(levels << shift, amax)
+    mantissa, extra = arith.normalize_small(arith.div_round(1 << 55, r), MANTISSA_BITS)
+    return down, r, shift, Scale(mantissa, extra + shift - 55 + down - fraction)
 
 
 def _fixed(tensor: torch.Tensor, fraction: int) -> torch.Tensor:
