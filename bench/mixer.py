@@ -28,14 +28,14 @@ from llmzip.coder import StreamDecoder
 from llmzip.container import MIXER_CODES, NO_MIXER, StreamReader
 from llmzip.levels import DEFAULT_LEVEL
 from llmzip.measure.bench import cpu_model
+from llmzip.portable.coding import read_mixing_flag
 
 
 def mixed_streams(blob: bytes) -> tuple[int, int]:
     """(streams flagged as mixed, all streams) of a match-v1 file: each stream's first symbol."""
     reader = StreamReader(io.BytesIO(blob))
     header, _ = reader.read_header()
-    flags = [int(StreamDecoder(s).decode(torch.tensor([[1 << 23, 1 << 23]]))[0])
-             for block, _ in reader.blocks(header) for s in block.streams]
+    flags = [read_mixing_flag(StreamDecoder(s)) for block, _ in reader.blocks(header) for s in block.streams]
     return sum(flags), len(flags)
 
 

@@ -8,13 +8,13 @@ import random
 
 import numpy as np
 import pytest
-import torch
 
 from llmzip import Codec, UnsupportedParameterError, inspect
 from llmzip.cli import main
 from llmzip.coder import StreamDecoder
 from llmzip.container import MIXER_CODES, NO_MIXER, V5_FIELDS, StreamReader
 from llmzip.match import MATCH_ORDER, MatchModel, Mixer, mix_interval, mix_table
+from llmzip.portable.coding import read_mixing_flag
 from llmzip.quantize import TOTAL
 
 
@@ -132,8 +132,7 @@ def test_cli_mixer_option(llama_dir, tmp_path, capsys):
 def _stream_flags(blob: bytes) -> list[int]:
     reader = StreamReader(io.BytesIO(blob))
     header, _ = reader.read_header()
-    return [int(StreamDecoder(s).decode(torch.tensor([[1 << 23, 1 << 23]]))[0])
-            for block, _ in reader.blocks(header) for s in block.streams]
+    return [int(read_mixing_flag(StreamDecoder(s))) for block, _ in reader.blocks(header) for s in block.streams]
 
 
 def test_each_stream_is_mixed_only_where_that_codes_shorter(llama, alice):

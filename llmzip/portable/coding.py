@@ -130,6 +130,11 @@ _FLAG_FREQ = TOTAL // 2  # the mixing flag at a stream's start: two equally like
 _FLAG_TABLE = torch.tensor([[_FLAG_FREQ, _FLAG_FREQ]], dtype=torch.int64)
 
 
+def read_mixing_flag(decoder: StreamDecoder) -> bool:
+    """A mixer file's stream's first symbol: whether the stream is mixed."""
+    return bool(decoder.decode(_FLAG_TABLE)[0])
+
+
 def _stream(flag: int | None, lows: np.ndarray, freqs: np.ndarray) -> tuple[bytes, float]:
     """A coded stream (the flag first, when there is one) and its ideal size in bits."""
     encoder = StreamEncoder()
@@ -195,7 +200,7 @@ def decode(engine: PortableLlama, streams: list[bytes], n_tokens: int, bos: int,
         call = layouts[first : first + streams_per_call]
         decoders = [StreamDecoder(streams[first + g]) for g in range(len(call))]
         # Per stream: its flag says whether it is mixed; if so its match model and mixer.
-        mixed = [bool(d.decode(_FLAG_TABLE)[0]) if mixing else False for d in decoders]
+        mixed = [read_mixing_flag(d) if mixing else False for d in decoders]
         models = [MatchModel([w.start for w in rounds[0]], n_tokens) if on else None for rounds, on in zip(call, mixed)]
         mixers = [Mixer() if on else None for on in mixed]
         lanes = [len(rounds[0]) for rounds in call]  # lanes of each stream in the call
