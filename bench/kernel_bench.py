@@ -8,7 +8,9 @@ flushed between runs):
 - torch freqs+cdf: llmzip.quantize.frequencies_torch followed by torch.cumsum;
 
 and, for the decoder's coder work per step, the device range decoder (llmzip.kernels.range_decode,
-16 windows per stream) against constriction decoding on the host after copying the table over.
+16 windows per stream) against constriction decoding on the host after copying the table over; and
+the portable engine's kernels: the int-v1 quantizer, and the integer linear layer
+(llmzip.kernels.integer_linear) against its torch path and a bf16 matmul of the same shape.
 
 Throughput is reported as GB/s of logits read (rows * V * itemsize / time), next to the bandwidth of
 a plain device-to-device copy measured in the same run (bytes read / time), which is the ceiling a
@@ -163,6 +165,63 @@ def decoder_case(batch: int, vocab: int, stream_windows: int, warmup: int, rep: 
             "host_tokens_per_s": batch / host_ms * 1e3}
 
 
+def integer_quantizer_case(batch: int, vocab: int, warmup: int, rep: int) -> dict[str, object]:
+    """The portable quantizer int-v1 (the portable engine's, on int64 logits in bits) as its Triton
+    kernel against the torch definition it must equal."""
+    import torch
+    from triton.testing import do_bench
+
+    from llmzip.kernels import integer_quantize
+    from llmzip.portable.llama import FRACTION
+    from llmzip.quantize import frequencies_integer
+
+    generator = torch.Generator(device="cuda").manual_seed(batch * 7 + vocab)
+    logits = (torch.randn(batch, vocab, device="cuda", generator=generator, dtype=torch.float64) * 4 * (1 << FRACTION)).long()
+    assert torch.equal(integer_quantize.frequencies(logits), frequencies_integer(logits.cpu()).cuda())
+    read = logits.numel() * logits.element_size()
+    kernel_ms = do_bench(lambda: integer_quantize.frequencies(logits), warmup=warmup, rep=rep, return_mode="median")
+    return {"batch": batch, "vocab": vocab, "logits_bytes": read, "kernel_ms": kernel_ms,
+            "kernel_gbps": read / kernel_ms / 1e6}
+
+
+# The default model's (SmolLM2-135M) linear layers: inner size, outputs.
+LINEAR_SHAPES = {"q,k,v": (576, 960), "gate,up": (576, 3072), "down": (1536, 576), "output": (576, 49152)}
+
+
+def integer_linear_case(rows: int, layer: str, warmup: int, rep: int) -> dict[str, object]:
+    """One of the portable engine's linear layers on 16-bit activations (two int8 halves): the Triton
+    kernel (int8 tl.dot and the rescaling fused) against the torch path (torch._int_mm on the
+    stacked halves, then element-wise int64 passes), and a bf16 matmul of the same shape (what the
+    float engine pays). Rates count 2 multiply-adds per weight and row (the two halves)."""
+    import torch
+    from triton.testing import do_bench
+
+    from llmzip.portable import llama as portable_llama
+
+    terms, columns = LINEAR_SHAPES[layer]
+    generator = torch.Generator().manual_seed(rows + terms + columns)
+    linear = portable_llama.Linear.from_float(torch.randn(columns, terms, generator=generator) * 0.05, None,
+                                              torch.device("cuda"))
+    values = (torch.randn(rows, terms, generator=generator, dtype=torch.float64) * (1 << 20)).long().cuda()
+    x = portable_llama.quantize_rows(values, portable_llama.FRACTION, portable_llama.INT16_LEVELS)
+    kernel_ms = do_bench(lambda: linear(x), warmup=warmup, rep=rep, return_mode="median")
+    expected = linear(x)
+    original = portable_llama.linear_by_kernel
+    portable_llama.linear_by_kernel = lambda device: False
+    try:
+        assert torch.equal(linear(x), expected)
+        torch_ms = do_bench(lambda: linear(x), warmup=warmup, rep=rep, return_mode="median")
+    finally:
+        portable_llama.linear_by_kernel = original
+    a = torch.randn(rows, terms, device="cuda", dtype=torch.bfloat16)
+    w = torch.randn(terms, columns, device="cuda", dtype=torch.bfloat16)
+    bf16_ms = do_bench(lambda: a @ w, warmup=warmup, rep=rep, return_mode="median")
+    ops = 2 * 2 * rows * terms * columns
+    return {"rows": rows, "layer": layer, "terms": terms, "columns": columns, "kernel_ms": kernel_ms,
+            "torch_ms": torch_ms, "bf16_matmul_ms": bf16_ms, "kernel_tops": ops / kernel_ms / 1e9,
+            "torch_tops": ops / torch_ms / 1e9, "speedup_vs_torch": torch_ms / kernel_ms}
+
+
 def markdown(results: list[dict[str, object]], copy: dict[str, float], env: dict[str, object]) -> str:
     lines = [
         f"GPU: {env['gpu']} (sm {env['compute_capability']}, {env['sm_count']} SMs); torch {env['torch']} "
@@ -196,6 +255,20 @@ def decoder_markdown(results: list[dict[str, object]]) -> str:
     return "\n".join(lines)
 
 
+def portable_markdown(quantizers: list[dict[str, object]], linears: list[dict[str, object]]) -> str:
+    lines = ["", "The portable engine's kernels. int-v1 quantizer (int64 logits):", "",
+             "| batch | V | logits MB | kernel ms | GB/s |", "|---:|---:|---:|---:|---:|"]
+    lines += [f"| {r['batch']} | {r['vocab']} | {r['logits_bytes'] / 1e6:.1f} | {r['kernel_ms']:.3f} | {r['kernel_gbps']:.0f} |"
+              for r in quantizers]
+    lines += ["", "Integer linear layers, 16-bit activations (TOPS: int8 multiply-adds x 2 / s):", "",
+              "| rows | layer | K x N | kernel ms | TOPS | torch path ms | TOPS | speedup | bf16 matmul ms |",
+              "|---:|---|---|---:|---:|---:|---:|---:|---:|"]
+    lines += [f"| {r['rows']} | {r['layer']} | {r['terms']} x {r['columns']} | {r['kernel_ms']:.3f} | {r['kernel_tops']:.1f} "
+              f"| {r['torch_ms']:.3f} | {r['torch_tops']:.1f} | {r['speedup_vs_torch']:.1f}x | {r['bf16_matmul_ms']:.3f} |"
+              for r in linears]
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     import torch
@@ -214,11 +287,16 @@ def main(argv: list[str] | None = None) -> int:
                 torch.cuda.empty_cache()
     decoders = [decoder_case(batch, vocab, 16, args.warmup, args.rep)
                  for vocab in args.vocabs for batch in args.batches]
+    quantizers = [integer_quantizer_case(batch, 49152, args.warmup, args.rep) for batch in args.batches]
+    linears = [integer_linear_case(rows, layer, args.warmup, args.rep)
+               for rows in (1, 64, 4096) for layer in LINEAR_SHAPES]
     print(markdown(results, copy, env))
     print(decoder_markdown(decoders))
+    print(portable_markdown(quantizers, linears))
     if args.out is not None:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         payload = {"environment": env, "copy": copy, "results": results, "decoder": decoders,
+                   "integer_quantizer": quantizers, "integer_linear": linears,
                    "method": "triton.testing.do_bench, median, L2 flushed between runs"}
         args.out.write_text(json.dumps(payload, indent=2) + "\n")
         print(f"\nwrote {args.out}")

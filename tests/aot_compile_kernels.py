@@ -9,7 +9,7 @@ import triton
 from triton.backends.compiler import GPUTarget
 from triton.compiler import ASTSource
 
-from llmzip.kernels import integer_quantize, quantize, range_decode
+from llmzip.kernels import integer_linear, integer_quantize, quantize, range_decode
 
 
 def compile_all(arch: int) -> list[str]:
@@ -44,6 +44,17 @@ def compile_all(arch: int) -> list[str]:
     triton.compile(ASTSource(fn=quantize._search_kernel, signature=sig, constexprs={"BLOCK_ROWS": 64}),
                    target=target, options={"num_warps": 2})
     done.append("search")
+    sig = {"x_ptr": "*i8", "x_stride": "i64", "w_ptr": "*i8", "w_stride": "i64", "row_mantissa_ptr": "*i64",
+           "row_half_ptr": "*i64", "row_shift_ptr": "*i64", "column_mantissa_ptr": "*i64", "bias_ptr": "*i64",
+           "out_ptr": "*i64", "out_stride": "i64", "rows": "i32", "columns": "i32", "terms": "i32",
+           "HALVES": "constexpr", "HAS_BIAS": "constexpr", "BLOCK_M": "constexpr", "BLOCK_N": "constexpr",
+           "BLOCK_K": "constexpr"}
+    for rows in (1, 4096):  # a decoding step's thin tile and a full-sequence forward's
+        for halves in (False, True):
+            constexprs = {"HALVES": halves, "HAS_BIAS": halves, **integer_linear.block_config(rows)}
+            triton.compile(ASTSource(fn=integer_linear._int_linear_kernel, signature=sig, constexprs=constexprs),
+                           target=target, options={"num_warps": 4})
+            done.append(f"integer linear rows={rows} halves={halves}")
     return done
 
 

@@ -416,3 +416,38 @@ def test_integer_quantizer_kernel_is_the_torch_definition_bit_for_bit(vocab):
     logits[2, 0] = 60 * 65536
     logits[3, 1:] = -(1 << 50)
     assert torch.equal(integer_quantize.frequencies(logits), frequencies_integer(logits))
+
+
+@pytest.mark.parametrize("rows,terms,columns,levels,bias", [
+    (1, 64, 128, 127, False),  # one decoding step, int8 activations
+    (5, 200, 300, 32639, True),  # 16-bit halves, sizes no tile divides
+    (70, 576, 130, 32639, False),  # more rows than a tile
+    (17, 1536, 64, 32639, True),  # the default model's largest inner size
+])
+def test_integer_linear_kernel_is_the_torch_path_bit_for_bit(rows, terms, columns, levels, bias, monkeypatch):
+    """The portable engine's linear layer as one kernel (int8 tl.dot, int32 sums, int64 rescaling)
+    must give the torch path's integers exactly, at the largest operands too (+-127 weights
+    against activations at the level limit, where the int32 sums are largest). Interpreted on the
+    CPU, compiled on a GPU (against torch._int_mm there)."""
+    from llmzip.kernels import integer_linear
+    from llmzip.portable import llama as portable_llama
+    from llmzip.portable.llama import FRACTION, Linear, quantize_rows
+
+    torch.manual_seed(rows * 7 + terms)
+    weight = torch.randn(columns, terms) * 0.05
+    layer = Linear.from_float(weight, torch.randn(columns) if bias else None, DEVICE)
+    values = (torch.randn(rows, terms, dtype=torch.float64) * (1 << (FRACTION + 3))).long().to(DEVICE)
+    extreme = layer.weight_t.clone()
+    extreme[:, ::2] = 127
+    extreme[::3, ::2] = -127
+    for weights in (layer.weight_t, extreme):
+        layer.weight_t = weights
+        for host_scalars in (True, False):  # per-row numbers from numpy (CPU) or tensors (GPU)
+            monkeypatch.setattr(portable_llama, "HOST_SCALARS", host_scalars)
+            x = quantize_rows(values.clone(), FRACTION, levels)
+            x.rows[:, ::5] = 127  # the largest products, where the limit allows
+            monkeypatch.setattr(portable_llama, "linear_by_kernel", lambda device: False)
+            expected = layer(x)
+            monkeypatch.setattr(portable_llama, "linear_by_kernel", lambda device: True)
+            assert torch.equal(layer(x), expected)
+    assert integer_linear.MAX_TERMS * 128 * 127 < 2**31

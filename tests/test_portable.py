@@ -2,6 +2,7 @@
 batch, prefill versus stepping or machine, and files that decode in processes run differently."""
 from __future__ import annotations
 
+import importlib.util
 import math
 import os
 import random
@@ -204,7 +205,8 @@ def test_prefill_equals_stepping_and_batch_does_not_matter(architectures, kind):
 def test_every_implementation_path_gives_the_same_integers(architectures, kind, monkeypatch):
     """The engine computes some numbers in more than one way (chosen by device, size or measured
     bounds); each way must give the same integers: per-row numbers in numpy (CPU) or torch (what
-    a GPU runs), 16-bit halves summed in int32 or int64, a float64 or float32 KV cache, and the
+    a GPU runs), 16-bit halves summed in int32 or int64, the linear layers by torch or by the
+    Triton kernel (interpreted), a float64 or float32 KV cache, and the
     encoder's blocked intervals against the quantizer on forward's logits."""
     from llmzip.portable import llama as portable_llama
 
@@ -231,6 +233,12 @@ def test_every_implementation_path_gives_the_same_integers(architectures, kind, 
         m.setattr(portable_llama, "_KV_FLOAT64_BYTES", 0)
         assert engine.new_cache(3, 50).keys.dtype == torch.float32
         assert torch.equal(stepped(), reference)
+    if os.environ.get("TRITON_INTERPRET") == "1" and importlib.util.find_spec("triton"):
+        with monkeypatch.context() as m:  # the linear layers as the Triton kernel a GPU runs, interpreted
+            m.setattr(portable_llama, "linear_by_kernel", lambda device: True)
+            assert torch.equal(engine.forward(tokens), reference)
+            m.setattr(portable_llama, "HOST_SCALARS", False)
+            assert torch.equal(stepped(), reference)
     targets = torch.randint(0, loaded.vocab_size, (3, 40))
     low, freq, nll_bits = engine.intervals(tokens, targets, logits_from=10)
     expected = intervals_integer(reference[:, 10:].reshape(-1, reference.shape[-1]), targets.reshape(-1))

@@ -79,6 +79,13 @@ def _host(t: torch.Tensor):
     return t.numpy() if HOST_SCALARS and t.device.type == "cpu" else t
 
 
+def linear_by_kernel(device: torch.device) -> bool:
+    """Whether linear layers run as one Triton kernel (`llmzip.kernels.integer_linear`): on GPUs,
+    where it replaces an int8 GEMM and five element-wise passes. It computes the same integers
+    as the torch path (the tests force it on the CPU under Triton's interpreter)."""
+    return device.type == "cuda"
+
+
 def _tensor(a, device: torch.device) -> torch.Tensor:
     """A per-row quantity back as a tensor, for the element-wise operations on the rows."""
     return torch.from_numpy(a) if isinstance(a, np.ndarray) else a  # numpy only on the CPU
@@ -214,6 +221,14 @@ class Linear:
         products). |acc| < 2^33 (16-bit activations, int8 weights, K <= 2048) and 12-bit
         mantissas (13 with log2 e folded in) keep the product below 2^59; the shift is per row
         only. `out` (R, N) int64 receives the result if given."""
+        shift = arith._ops(x.scale.exponent).clip(-(self.exponent + FRACTION) - x.scale.exponent, 0, 62)
+        if linear_by_kernel(self.weight_t.device):
+            from ..kernels import integer_linear
+
+            y = integer_linear.linear(x.rows, x.halves, self.weight_t, self.mantissa,
+                                      *(_tensor(a, x.rows.device) for a in (x.scale.mantissa, arith.half_of(shift), shift)),
+                                      self.bias, out)
+            return y.view(*x.shape, y.shape[-1])
         acc = arith.int8_products(x.rows, self.weight_t, self.weight_float)
         count = x.scale.mantissa.shape[0]
         if x.halves and _int32_sum_fits(acc[:count], self.weight_t.shape[0]):
@@ -222,7 +237,6 @@ class Linear:
             wide = acc.long()  # one conversion: mixed int32/int64 operations would convert twice
             acc = torch.add(wide[count:], wide[:count], alpha=256)
         y = acc.long() if out is None else out.copy_(acc)
-        shift = arith._ops(x.scale.exponent).clip(-(self.exponent + FRACTION) - x.scale.exponent, 0, 62)
         mantissa, half, shift = _columns(x.scale.mantissa, arith.half_of(shift), shift)
         y.mul_(self.mantissa).mul_(mantissa).add_(half)
         y >>= shift
