@@ -551,11 +551,12 @@ def levels_section(path: Path) -> str:
     if whole.is_file():
         w = json.loads(whole.read_text())
         lines += ["", f"Whole files ({w['date']}, `{w['command']}`):", ""]
-        lines.append(table(["level", "file", "bytes", "llmzip bytes", "bits/byte (file)", "compress tok/s"],
+        lines.append(table(["level", "file", "bytes", "llmzip bytes", "bits/byte (file)", "bits/byte (streams)"],
                            [[f"-{lv['level']}", row["file"], f"{row['original_bytes']:,}", f"{row['compressed_bytes']:,}",
                              f(8 * row["compressed_bytes"] / row["original_bytes"], ".4f"),
-                             f(row["tokens"] / row["compress_seconds"], ".1f")]
+                             f(8 * row["stream_bytes"] / row["original_bytes"], ".4f")]
                             for lv in w["levels"] for row in lv["rows"]]))
+        lines += ["", "(Sizes only: this run shared the machine with other work, so its speed is not reported.)"]
     lines += ["", "The classic compressors on the same slices (pooled):", ""]
     lines.append(table(["compressor", "settings", "bits/byte"],
                        [[name, b["settings"], f(b["bits_per_byte"], ".4f")] for name, b in r["baselines"].items()]))

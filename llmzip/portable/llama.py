@@ -136,7 +136,7 @@ def quantize_rows(values: torch.Tensor, fraction: int, levels: int = INT8_LEVELS
     """
     shape = values.shape[:-1]
     values = values.reshape(-1, values.shape[-1])
-    down, r, shift, scale = row_scales(_host(values.abs().amax(dim=-1)), fraction, levels)
+    down, r, shift, scale = row_scales(_host(largest_magnitudes(values)), fraction, levels)
     # q = round((v >> down) * r / 2^s): below levels * 2^s < 2^62.
     down, r, half, shift = _columns(down, r, arith.half_of(shift), shift)
     values >>= down  # in place: every caller hands over a fresh tensor
@@ -145,6 +145,13 @@ def quantize_rows(values: torch.Tensor, fraction: int, levels: int = INT8_LEVELS
     if levels <= INT8_LEVELS:
         return Activations(q.to(torch.int8), False, shape, scale)
     return Activations(arith.split_int16(q), True, shape, scale)
+
+
+def largest_magnitudes(values: torch.Tensor) -> torch.Tensor:
+    """max |v| along the last dimension of int64 values (above -2^63), from one min-max pass: no
+    temporary of |v|."""
+    low, high = torch.aminmax(values, dim=-1)
+    return torch.maximum(high, low.neg_())
 
 
 def row_scales(amax, fraction: int, levels: int):
@@ -295,7 +302,7 @@ class RMSNorm:
         # Sum of squares on h >> s, s chosen so each square and the row's sum stay below 2^61:
         # s = max(bit_length(max|h|) - square_bits, 0) = bit_length(max|h| >> square_bits).
         square_bits = (60 - (self.dim - 1).bit_length()) // 2
-        s = arith.bit_length_small(_host(h.abs().amax(dim=-1)) >> square_bits)
+        s = arith.bit_length_small(_host(largest_magnitudes(h)) >> square_bits)
         hs = h >> _tensor(s, h.device)[..., None]
         squares = _host((hs * hs).sum(dim=-1))
         eps_units = self._eps_host if isinstance(squares, np.ndarray) else self.eps_units
