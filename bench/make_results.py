@@ -556,7 +556,10 @@ def levels_section(path: Path) -> str:
                              f(8 * row["compressed_bytes"] / row["original_bytes"], ".4f"),
                              f(8 * row["stream_bytes"] / row["original_bytes"], ".4f")]
                             for lv in w["levels"] for row in lv["rows"]]))
-        lines += ["", "(Sizes only: this run shared the machine with other work, so its speed is not reported.)"]
+        lines += ["", "(Sizes only: this run shared the machine with other work, so its speed is not reported.) "
+                  "The classic compressors on the same whole file: "
+                  + "; ".join(f"{name} {b['bits_per_byte']:.4f}" for name, b in w["baselines"].items())
+                  + ". The anchors' alice29.txt figures: ts_zip 1.142, Nacrith 0.918 (quoted below)."]
     lines += ["", "The classic compressors on the same slices (pooled):", ""]
     lines.append(table(["compressor", "settings", "bits/byte"],
                        [[name, b["settings"], f(b["bits_per_byte"], ".4f")] for name, b in r["baselines"].items()]))
