@@ -25,8 +25,9 @@ LEVELS: dict[int, Layout] = {
     8: Layout(context=2048, carry=1536, lane_tokens=32768),
     9: Layout(context=2048, carry=1536, lane_tokens=131072),  # two lanes per 1 MiB block: slowest decoding
 }
-# From the sweep of 2026-11-24 (bench/RESULTS.md): past -5, each level costs the encoder more per
-# token (and the decoder's KV cache grows with the context) for a smaller gain in bits per byte.
+# From the sweeps of 2026-11-24 and 2026-11-25 (bench/RESULTS.md, four Canterbury texts): past -5,
+# -6 and -7 gain 0.4% and 0.8% in bits per byte for 11% and 17% of the encoder's speed, and the
+# decoder's KV cache, read at every step, grows with the context.
 DEFAULT_LEVEL = 5
 FASTEST, BEST = min(LEVELS), max(LEVELS)
 
