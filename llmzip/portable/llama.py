@@ -176,6 +176,13 @@ def _fixed(tensor: torch.Tensor, fraction: int) -> torch.Tensor:
 
 _HEAD_ROWS = 64  # rows per output-layer block: its (2 x 64) x 49,152 int32 products and 64 x 49,152 int32
                  # sums stay below glibc's 32 MiB mmap threshold, so blocks reuse memory instead of page-faulting
+_HEAD_ROWS_GPU = 1024  # on a GPU, fewer and larger launches (1024 x 49,152 int64 logits: 400 MB)
+
+
+def head_rows(device: torch.device) -> int:
+    """Rows per block of the output layer and the quantizer (each row is computed alone, so the
+    block size changes no number)."""
+    return _HEAD_ROWS if device.type == "cpu" else _HEAD_ROWS_GPU
 
 
 def _int32_sum_fits(high: torch.Tensor, terms: int) -> bool:
@@ -458,7 +465,7 @@ class PortableLlama:
                     and HOST_SCALARS and tokens.shape[0] <= host.STEP_ROWS and self._position_check(cache.length + 1, cache)):
                 return host.step_logits(self, tokens, cache)  # the same step in numpy: a fraction of the overhead
             h = self._hidden(tokens, cache)[:, logits_from:]
-            return self.lm_head.blocked(self.final_norm(h, ACTIVATION_LEVELS["lm_head"]))
+            return self.lm_head.blocked(self.final_norm(h, ACTIVATION_LEVELS["lm_head"]), head_rows(self.device))
 
     def _position_check(self, end: int, cache: KVCache | None) -> bool:
         if end > self.max_positions:
@@ -481,8 +488,9 @@ class PortableLlama:
             count = x.scale.mantissa.shape[0]
             flat_targets = targets.reshape(count, -1)  # one or more tokens asked per position
             parts = []
-            for first in range(0, count, _HEAD_ROWS):
-                last = min(count, first + _HEAD_ROWS)
+            block = head_rows(self.device)
+            for first in range(0, count, block):
+                last = min(count, first + block)
                 logits = self.lm_head(self.lm_head.rows(x, first, last))
                 parts.append(intervals_integer(logits, flat_targets[first:last]))
             return tuple(torch.cat(column).view(targets.shape) for column in zip(*parts))
