@@ -35,6 +35,7 @@ from .inference import (ENGINES, TRANSFORMERS_ENGINE, StaticLlamaStepper, Steppe
                         pick_engine)
 from .models import LoadedModel, load_model, software_versions
 from .portable import PORTABLE_ENGINE, PortableLlama, coding as portable_coding, portable_problem
+from .portable.llama import head_rows
 from .quantize import (INTEGER_QUANTIZER, PRECISION, QUANTIZERS, TORCH_QUANTIZER, TRITON_QUANTIZER, check_quantizer_id,
                        frequencies, fused_cumulative, fused_intervals, intervals, quantizer_id)
 
@@ -138,13 +139,18 @@ def _choose_engine(name: str, quantizer: str, model: LoadedModel) -> str:
 
 def _portable_windows_per_call(model: LoadedModel, context: int) -> int:
     """Windows per full-sequence forward: one on the CPU (512 rows already fill its matrix units);
-    on a GPU as many as a third of free memory holds, counting each window's logits and their
-    integer working copies (about five int64 copies of context x vocabulary)."""
+    on a GPU as many as a third of free memory holds. The output layer and the quantizer go in
+    blocks of rows (`head_rows`), about five int64 copies of a block's logits whatever the batch;
+    per window, about eight int64 copies of context x the widest layer output (gate and up) and
+    six float64 copies of a query block's attention scores over the context."""
     if model.device.type != "cuda":
         return 1
     free, _ = torch.cuda.mem_get_info(model.device)
-    per_window = 5 * 8 * context * model.vocab_size
-    return int(max(1, min(64, free // 3 // per_window)))
+    config = model.model.config
+    widest = max(2 * getattr(config, "intermediate_size", 0) or 0, 3 * config.hidden_size)
+    head = 5 * 8 * head_rows(model.device) * model.vocab_size
+    per_window = 8 * 8 * context * widest + 6 * 8 * config.num_attention_heads * 64 * context
+    return int(max(1, min(64, (free // 3 - head) // per_window)))
 
 
 def _pick_quantizer(name: str, device: torch.device) -> str:

@@ -368,3 +368,25 @@ def test_a_file_decodes_in_a_process_run_differently(llama_dir, alice, tmp_path,
     assert int(used_threads) == threads
     if "ATEN_CPU_CAPABILITY" in env:  # the switch took effect (this machine has AVX-512)
         assert capability.lower() == env["ATEN_CPU_CAPABILITY"]
+
+
+def test_gpu_windows_per_call_follow_free_memory(monkeypatch):
+    """On a GPU the encoder puts as many windows in one forward as a third of free memory holds
+    (the output layer's blocks counted once), at least one and at most 64; on the CPU one."""
+    from types import SimpleNamespace
+
+    from llmzip import codec as codec_module
+
+    config = SimpleNamespace(intermediate_size=1536, hidden_size=576, num_attention_heads=9)
+    gpu = SimpleNamespace(device=torch.device("cuda", 0), vocab_size=49152, model=SimpleNamespace(config=config))
+    free = {"bytes": 0}
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device=None: (free["bytes"], 80 << 30))
+    counts = {}
+    for gib in (1, 8, 16, 75):
+        free["bytes"] = gib << 30
+        counts[gib] = codec_module._portable_windows_per_call(gpu, 1024)
+    assert counts[1] == 1 and counts[75] == 64  # too little memory still runs; plenty is capped
+    assert 1 < counts[8] < counts[16] < 64
+    assert codec_module._portable_windows_per_call(gpu, 2048) <= codec_module._portable_windows_per_call(gpu, 512)
+    cpu = SimpleNamespace(device=torch.device("cpu"), vocab_size=49152, model=SimpleNamespace(config=config))
+    assert codec_module._portable_windows_per_call(cpu, 1024) == 1
