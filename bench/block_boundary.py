@@ -16,16 +16,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
-import sys
-import time
 from pathlib import Path
 
 import llmzip  # noqa: I001  (sets the thread wait policy before torch loads)
 import torch
 from llmzip.codec import BLOCK_BYTES
 from llmzip.levels import DEFAULT_LEVEL, LEVELS
-from llmzip.measure.bench import cpu_model
+from llmzip.measure.bench import run_record
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -62,10 +59,7 @@ def main(argv: list[str] | None = None) -> int:
     lane_cost = (lanes["compressed_bytes"] - one_lane["compressed_bytes"]) / max(1, lanes["lanes"] - one_lane["lanes"])
     block_cost = blocks["compressed_bytes"] - lanes["compressed_bytes"]
     payload = {
-        "command": " ".join([Path(sys.argv[0]).as_posix(), *(argv if argv is not None else sys.argv[1:])]),
-        "date": time.strftime("%Y-%m-%d"),
-        "environment": {"cpu": cpu_model(), "threads": args.threads, "torch": torch.__version__,
-                        "llmzip": llmzip.__version__, "python": platform.python_version()},
+        **run_record(args.threads, argv),
         "settings": {"file": args.file.name, "bytes": len(data), "level": DEFAULT_LEVEL, "context": level.context,
                      "carry": level.carry, "lane_tokens": level.lane_size, "model": model.name,
                      "default_block_bytes": BLOCK_BYTES},

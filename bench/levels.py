@@ -18,8 +18,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
-import sys
 import time
 from pathlib import Path
 
@@ -27,7 +25,7 @@ import llmzip  # noqa: I001  (sets the thread wait policy before torch loads)
 import torch
 from llmzip.levels import DEFAULT_LEVEL, LEVELS
 from llmzip.measure.baselines import run_baselines
-from llmzip.measure.bench import cpu_model
+from llmzip.measure.bench import run_record
 
 
 def measure_level(model: llmzip.LoadedModel, level: int, slices: dict[str, bytes], decode_slices: dict[str, bytes]) -> dict:
@@ -97,11 +95,7 @@ def main(argv: list[str] | None = None) -> int:
     for entry in baselines.values():
         entry["bits_per_byte"] = 8 * entry["compressed_bytes"] / entry["original_bytes"]
     payload = {
-        "command": " ".join([Path(sys.argv[0]).as_posix(), *(argv if argv is not None else sys.argv[1:])]),
-        "date": time.strftime("%Y-%m-%d"),
-        "environment": {"cpu": cpu_model(), "threads": args.threads, "torch": torch.__version__,
-                        "llmzip": llmzip.__version__, "python": platform.python_version(),
-                        "cpu_capability": torch.backends.cpu.get_cpu_capability()},
+        **run_record(args.threads, argv),
         "settings": {"bytes": args.bytes, "decode_bytes": args.decode_bytes, "decode_files": list(decode_slices), "model": model.name,
                      "engine": "portable-v1", "default_level": DEFAULT_LEVEL, "files": list(slices)},
         "levels": levels, "baselines": baselines,

@@ -17,8 +17,6 @@ import argparse
 import io
 import json
 import lzma
-import platform
-import sys
 import time
 from pathlib import Path
 
@@ -27,7 +25,7 @@ import torch
 from llmzip.coder import StreamDecoder
 from llmzip.container import MIXER_CODES, NO_MIXER, StreamReader
 from llmzip.levels import DEFAULT_LEVEL
-from llmzip.measure.bench import cpu_model
+from llmzip.measure.bench import run_record
 from llmzip.portable.coding import read_mixing_flag
 
 
@@ -70,10 +68,7 @@ def main(argv: list[str] | None = None) -> int:
               f"bits/byte ({row['gain_percent']:+.2f}%), {mixed}/{streams} streams mixed; "
               f"{seconds[NO_MIXER]:.0f} s / {seconds[MIXER_CODES[0]]:.0f} s", flush=True)
     payload = {
-        "command": " ".join([Path(sys.argv[0]).as_posix(), *(argv if argv is not None else sys.argv[1:])]),
-        "date": time.strftime("%Y-%m-%d"),
-        "environment": {"cpu": cpu_model(), "threads": args.threads, "torch": torch.__version__,
-                        "llmzip": llmzip.__version__, "python": platform.python_version()},
+        **run_record(args.threads, argv),
         "settings": {"bytes": args.bytes, "level": DEFAULT_LEVEL, "model": model.name, "mixer": MIXER_CODES[0]},
         "rows": rows,
     }

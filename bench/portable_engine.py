@@ -15,16 +15,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import resource
 import statistics
-import sys
 import time
 from pathlib import Path
 
 import llmzip  # noqa: I001  (sets the thread wait policy before torch loads)
 import torch
-from llmzip.measure.bench import cpu_model
+from llmzip.measure.bench import run_record
 
 ENGINES = ("transformers", "portable")
 
@@ -107,11 +105,7 @@ def main(argv: list[str] | None = None) -> int:
         }
     ratio = {key: summary["portable"][key] / summary["transformers"][key] for key in summary["portable"]}
     payload = {
-        "command": " ".join([Path(sys.argv[0]).as_posix(), *(argv if argv is not None else sys.argv[1:])]),
-        "date": time.strftime("%Y-%m-%d"),
-        "environment": {"cpu": cpu_model(), "cores": torch.get_num_threads(), "threads": args.threads,
-                        "torch": torch.__version__, "llmzip": llmzip.__version__, "python": platform.python_version(),
-                        "cpu_capability": torch.backends.cpu.get_cpu_capability()},
+        **run_record(args.threads, argv),
         "settings": {"bytes": args.bytes, "context": args.context, "repeats": args.repeats,
                      "model": model.name, "float_dtype": "float32"},
         "portable_build_seconds": build_seconds,

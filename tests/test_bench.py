@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from llmzip.measure.bench import BenchRecord, bench, context_sweep, environment, summarize_models
+from llmzip.measure.bench import BenchRecord, bench, context_sweep, environment, run_record, summarize_models
 from llmzip.measure.capacity import BIAS, information_capacity
 
 DATA = Path(__file__).parent / "data"
@@ -184,3 +184,16 @@ def test_cli_table_and_errors(tmp_path, llama_dir, capsys):
     assert main(["bench", str(src), "-m", str(tmp_path / "no-model")]) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 5 and all(line.startswith("llmzip: ") for line in err)
+
+
+def test_run_record_heads_every_bench_script_json():
+    """bench/ scripts start their JSON with the command that reruns them, the date, and the machine
+    and versions, with the threads they were asked for (what bench/RESULTS.md quotes)."""
+    import sys
+
+    record = run_record(3, ["a.txt", "--bytes", "10"])
+    assert record["command"].endswith(" a.txt --bytes 10") and record["command"].startswith(Path(sys.argv[0]).as_posix())
+    assert len(record["date"]) == 10
+    environment = record["environment"]
+    assert environment["threads"] == 3 and environment["cpu_capability"]
+    assert {"cpu", "torch", "llmzip", "python"} <= environment.keys()

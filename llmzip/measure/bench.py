@@ -263,6 +263,18 @@ def environment(device: str | None = None, dtype: str | None = None) -> dict[str
     return env
 
 
+def run_record(threads: int, argv: Sequence[str] | None = None) -> dict[str, Any]:
+    """The head of a bench/ script's JSON: the command that reruns it (this script and `argv`, by
+    default its own arguments), the date, and `environment` with the torch threads it was asked
+    to use and the CPU capability ATen picked."""
+    arguments = list(argv) if argv is not None else sys.argv[1:]
+    return {
+        "command": " ".join([Path(sys.argv[0]).as_posix(), *arguments]),
+        "date": time.strftime("%Y-%m-%d"),
+        "environment": {**environment(), "threads": threads, "cpu_capability": torch.backends.cpu.get_cpu_capability()},
+    }
+
+
 # ---------------------------------------------------------------------------------------------
 # Memory
 
