@@ -347,16 +347,24 @@ def replot() -> None:
                         data["models"])
 
 
+def pending_or_results(path: Path, title: str, pending: str) -> tuple[list[str], dict | None]:
+    """A section's heading and the results in `path`, or, where they are not there yet, the heading
+    and the line `pending` that says how to produce them (and None)."""
+    lines = [f"## {title}", ""]
+    if not path.is_file():
+        return lines + [pending], None
+    return lines, json.loads(path.read_text())
+
+
 def gpu_speed_section(path: Path) -> str:
     """The end-to-end speed run of bench/gpu_speed.py, or a plain statement that there is none."""
-    lines = ["## Speed on a GPU (`bench/gpu_speed.py`)", ""]
-    if not path.is_file():
-        lines.append("Not yet measured: no GPU was lent to the task that produced these results. The command, "
-                     "on a machine with a CUDA GPU: `python bench/gpu_speed.py ../shared/corpus/*.txt --out "
-                     "bench/results/gpu_speed.json` (add `--random-weights FOLDER` where the real weights cannot "
-                     "travel), then `python bench/make_results.py --write`.")
+    lines, r = pending_or_results(path, "Speed on a GPU (`bench/gpu_speed.py`)",
+                                  "Not yet measured: no GPU was lent to the task that produced these results. The command, "
+                                  "on a machine with a CUDA GPU: `python bench/gpu_speed.py ../shared/corpus/*.txt --out "
+                                  "bench/results/gpu_speed.json` (add `--random-weights FOLDER` where the real weights cannot "
+                                  "travel), then `python bench/make_results.py --write`.")
+    if r is None:
         return "\n".join(lines) + "\n"
-    r = json.loads(path.read_text())
     env, settings, floor = r["environment"], r["settings"], r["floor"]
     lines += [
         f"- model: {r['model']}, {env['dtype']}, context {settings['context']}, batch {settings['batch']} "
@@ -432,13 +440,12 @@ def concurrency_section(path: Path) -> str:
 
 def portable_section(path: Path) -> str:
     """bench/portable_engine.py: the portable integer engine against the float engine, same run, same threads."""
-    lines = ["## Portable engine against the float engine (`bench/portable_engine.py`)", ""]
-    if not path.is_file():
-        lines.append("Not run yet: `python bench/portable_engine.py ../shared/corpus/{alice29,asyoulik,lcet10,"
-                     "plrabn12}.txt --out bench/results/portable_engine.json`, then `python bench/make_results.py "
-                     "--write`.")
+    lines, r = pending_or_results(path, "Portable engine against the float engine (`bench/portable_engine.py`)",
+                                  "Not run yet: `python bench/portable_engine.py ../shared/corpus/{alice29,asyoulik,lcet10,"
+                                  "plrabn12}.txt --out bench/results/portable_engine.json`, then `python bench/make_results.py "
+                                  "--write`.")
+    if r is None:
         return "\n".join(lines) + "\n"
-    r = json.loads(path.read_text())
     env, settings = r["environment"], r["settings"]
     lines += [
         f"- date: {r['date']}; machine: {env['cpu']} (ATen capability {env['cpu_capability']}), "
@@ -518,12 +525,11 @@ def levels_plot(r: dict, target: Path) -> bool:
 
 def levels_section(path: Path) -> str:
     """bench/levels.py: every compression level's real size and speed, in one run."""
-    lines = ["## Compression levels (`bench/levels.py`)", ""]
-    if not path.is_file():
-        lines.append("Not run yet: `python bench/levels.py ../shared/corpus/{alice29,lcet10}.txt`, then "
-                     "`python bench/make_results.py --write`.")
+    lines, r = pending_or_results(path, "Compression levels (`bench/levels.py`)",
+                                  "Not run yet: `python bench/levels.py ../shared/corpus/{alice29,asyoulik,lcet10,plrabn12}.txt`, then "
+                                  "`python bench/make_results.py --write`.")
+    if r is None:
         return "\n".join(lines) + "\n"
-    r = json.loads(path.read_text())
     env, settings = r["environment"], r["settings"]
     decode_files = ", ".join(settings["decode_files"])
     lines += [
@@ -578,11 +584,10 @@ def levels_section(path: Path) -> str:
 
 def boundary_section(path: Path) -> str:
     """bench/block_boundary.py: what a lane start and a block boundary cost at the default level."""
-    lines = ["## Block and lane boundaries (`bench/block_boundary.py`)", ""]
-    if not path.is_file():
-        lines.append("Not run yet: `python bench/block_boundary.py ../shared/corpus/alice29.txt`.")
+    lines, r = pending_or_results(path, "Block and lane boundaries (`bench/block_boundary.py`)",
+                                  "Not run yet: `python bench/block_boundary.py ../shared/corpus/alice29.txt`.")
+    if r is None:
         return "\n".join(lines) + "\n"
-    r = json.loads(path.read_text())
     env, st = r["environment"], r["settings"]
     tokens_per_byte = r["rows"][0]["tokens"] / st["bytes"]
     lanes_per_mib = tokens_per_byte * (1 << 20) / st["lane_tokens"]
@@ -608,12 +613,11 @@ def boundary_section(path: Path) -> str:
 
 def mixer_section(path: Path) -> str:
     """bench/mixer.py: what mixing the match model into the LLM's frequencies gains, per kind of text."""
-    lines = ["## The match model and mixer (`bench/mixer.py`)", ""]
-    if not path.is_file():
-        lines.append("Not run yet: `python bench/mixer.py bench/data/dpkg.log llmzip/codec.py FORMAT.md "
-                     "../shared/corpus/alice29.txt`.")
+    lines, r = pending_or_results(path, "The match model and mixer (`bench/mixer.py`)",
+                                  "Not run yet: `python bench/mixer.py bench/data/dpkg.log llmzip/codec.py FORMAT.md "
+                                  "../shared/corpus/alice29.txt`.")
+    if r is None:
         return "\n".join(lines) + "\n"
-    r = json.loads(path.read_text())
     env, st = r["environment"], r["settings"]
     lines += [
         f"- date: {r['date']}; machine: {env['cpu']}, {env['threads']} torch threads; torch {env['torch']}, "
