@@ -4,7 +4,8 @@ It computes exactly what `llmzip.portable.llama.Linear.__call__` computes with t
 for each output element, acc = x @ W^T over int8 operands (for 16-bit activations, whose int8
 halves arrive stacked as rows [0, R) high and [R, 2R) low, acc = 256 hi + lo), then
 (acc * column mantissa * row mantissa + half) >> shift, plus the bias. On a GPU this replaces an
-int8 GEMM, the halves' recombination and four element-wise int64 passes over (R, N).
+int8 GEMM, the halves' recombination and five element-wise int64 passes over (R, N) (conversion,
+two multiplies, the rounding add and the shift).
 
 Why it is exact, whatever the tile sizes, the GPU or the interpreter:
 - `tl.dot` on int8 operands accumulates in int32, an integer sum: exact in any order as long as no

@@ -82,8 +82,9 @@ def _host(t: torch.Tensor):
 
 def linear_by_kernel(device: torch.device) -> bool:
     """Whether linear layers run as one Triton kernel (`llmzip.kernels.integer_linear`): on GPUs,
-    where it replaces an int8 GEMM and five element-wise passes. It computes the same integers
-    as the torch path (the tests force it on the CPU under Triton's interpreter)."""
+    where it replaces an int8 GEMM, the halves' recombination and five element-wise passes. It
+    computes the same integers as the torch path (the tests force it on the CPU under Triton's
+    interpreter)."""
     return device.type == "cuda"
 
 
