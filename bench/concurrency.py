@@ -1,17 +1,21 @@
-"""One `llmzip compress` alone against two side by side, as llmzip runs them and with OpenMP's
-default spinning, in one command.
+"""One `llmzip compress` alone against two side by side, as llmzip runs them, with threads that
+sleep at once and with OpenMP's default spinning, in one command.
 
     python bench/concurrency.py [FILE] [--bytes 512] [--model M] [--engine E] [--repeats 2] \
         [--out bench/results/concurrency.json]
 
 Why: torch's CPU threads are OpenMP threads, and OpenMP by default lets a thread that has finished
 its share spin for a few milliseconds before it sleeps. Two llmzip processes on a 2-core machine then
-burn the cores each other needs. llmzip sets OMP_WAIT_POLICY=PASSIVE before torch loads
-(llmzip/_openmp.py); this script measures what that buys and what it costs.
+burn the cores each other needs. A thread that sleeps at once must be woken for every tensor
+operation, which costs one process alone much of its second core. llmzip sets a short spin before
+torch loads (OMP_WAIT_POLICY=PASSIVE with GOMP_SPINCOUNT, llmzip/_openmp.py); this script measures
+what each choice buys and what it costs.
 
-Two arms, each timed alone and as two concurrent runs of the same command on the same input:
-- "llmzip": `python -m llmzip.cli compress`, as a user runs it (OMP_WAIT_POLICY unset, so llmzip
-  chooses PASSIVE);
+Three arms, each timed alone and as two concurrent runs of the same command on the same input:
+- "llmzip": `python -m llmzip.cli compress`, as a user runs it (OpenMP variables unset, so llmzip
+  chooses its short spin);
+- "sleeping": the same CLI with OMP_WAIT_POLICY=PASSIVE set by the caller, which llmzip leaves
+  alone: threads sleep at once;
 - "spinning": the same CLI in a process that imports torch before llmzip, so that OpenMP keeps its
   default policy: what every run did before llmzip set the policy.
 Runs take torch's default thread count (one per core), as a user's do. Each time is a whole process,
@@ -47,8 +51,13 @@ ROOT = HERE.parent
 DEFAULT_INPUT = ROOT / "tests" / "data" / "alice_head.txt"
 # A process that loads torch before llmzip: OpenMP is initialised with its own default wait policy.
 SPINNING_MAIN = "import sys, torch; from llmzip.cli import main; sys.exit(main())"
+# A process whose waiting threads sleep at once: a user's OMP_WAIT_POLICY=PASSIVE, which llmzip
+# leaves alone (llmzip's choice before it spun briefly).
+SLEEPING_MAIN = ("import os, sys; os.environ['OMP_WAIT_POLICY'] = 'PASSIVE'; "
+                 "from llmzip.cli import main; sys.exit(main())")
 ARMS = {
     "llmzip": ["-m", "llmzip.cli"],
+    "sleeping": ["-c", SLEEPING_MAIN],
     "spinning": ["-c", SPINNING_MAIN],
 }
 _REPORT = re.compile(r"bits/byte, ([0-9.]+) s")
@@ -63,7 +72,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--model", default=None, help="model spec (default: the embedded SmolLM2-135M)")
     p.add_argument("--engine", default=None, help="llmzip's --engine (default: its own choice)")
     p.add_argument("--repeats", type=int, default=2, help="alone and side-by-side runs per arm (default 2)")
-    p.add_argument("--arms", default=",".join(ARMS), help=f"arms to run, of {', '.join(ARMS)} (default: both)")
+    p.add_argument("--arms", default=",".join(ARMS), help=f"arms to run, of {', '.join(ARMS)} (default: all)")
     p.add_argument("--out", type=Path, default=None, help="write every run and the medians here as JSON")
     args = p.parse_args(argv)
     args.arms = [a for a in args.arms.split(",") if a]

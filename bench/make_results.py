@@ -421,7 +421,8 @@ def concurrency_section(path: Path) -> str:
            f"{env['other_processes_cpu_seconds']:.0f}") + " CPU-seconds of the machine during the run",
         "",
     ]
-    labels = {"llmzip": "llmzip (OMP_WAIT_POLICY=PASSIVE, set before torch loads)",
+    labels = {"llmzip": "llmzip's default (a short spin, set before torch loads)",
+              "sleeping": "sleeping at once (OMP_WAIT_POLICY=PASSIVE set by the user)",
               "spinning": "OpenMP's default (torch loaded before llmzip)"}
     rows = []
     for arm, a in r["arms"].items():
