@@ -6,6 +6,8 @@ import importlib.util
 import json
 from pathlib import Path
 
+from llmzip import _openmp
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -16,7 +18,7 @@ def _script(name: str):
     return module
 
 
-def test_concurrency_script_times_both_arms(gpt2_dir, tmp_path, capsys):
+def test_concurrency_script_times_every_arm(gpt2_dir, tmp_path, capsys):
     out = tmp_path / "concurrency.json"
     result = _script("concurrency").main(["--model", str(gpt2_dir), "--bytes", "150", "--repeats", "1",
                                           "--out", str(out)])
@@ -25,14 +27,14 @@ def test_concurrency_script_times_both_arms(gpt2_dir, tmp_path, capsys):
     assert saved["settings"]["engine"] == "transformers" and saved["settings"]["torch_threads"] >= 1
     others = saved["environment"]["other_processes_cpu_seconds"]
     assert others is None or others >= 0
-    for arm in ("llmzip", "spinning"):
+    for arm in ("llmzip", "sleeping", "spinning"):
         a = saved["arms"][arm]
         assert len(a["runs"]["alone"]) == 1 and len(a["runs"]["side_by_side"]) == 2
         assert a["alone"]["median_wall_seconds"] > 0 and a["ratio"] > 0
         assert a["alone"]["median_coding_seconds"] is not None
-    spins = result["arms"]["llmzip"]["openmp_spin_count"], result["arms"]["spinning"]["openmp_spin_count"]
-    if spins != (None, None):  # libgomp reports it: llmzip's threads sleep, torch-first ones spin
-        assert spins[0] == 0 and spins[1] != 0
+    spins = tuple(result["arms"][arm]["openmp_spin_count"] for arm in ("llmzip", "sleeping", "spinning"))
+    if spins != (None, None, None):  # libgomp reports it: llmzip's short spin, none, OpenMP's default
+        assert spins == (int(_openmp.SPIN_COUNT), 0, 300_000)
     printed = capsys.readouterr().out
     assert printed.startswith("machine: ") and "torch" in printed and "ratio" in printed
 
