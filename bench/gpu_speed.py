@@ -191,7 +191,7 @@ def main(argv: list[str] | None = None) -> dict:
         "measured": {"copy_read_bytes_per_second": bandwidth, "matmul_flops_per_second": flops_rate},
         "floor": {**bound, "bytes_per_second": len(data) / bound["seconds"],
                   "compress_gap": c_med / bound["seconds"], "decompress_gap": d_med / bound["seconds"]},
-        "static_engine": isinstance(next(iter(codec._static_steppers.values()), None), StaticLlamaStepper),
+        "static_engine": isinstance(next(iter(codec._lockstep.steppers.values()), None), StaticLlamaStepper),
     }
     report(result)
     if args.out:

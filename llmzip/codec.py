@@ -1,25 +1,21 @@
-"""The codec: blocks of input, their headers and framing, and the loop of each engine.
+"""The codec: blocks of input, their headers and framing, and the public API around them.
 
-Two engines code a block's windows, and the file header says which:
-- the portable engine (`llmzip.portable.coding`, the default for Llama-type models) computes exact
+A block's windows are coded by one of two loops, and the file header says which:
+- the portable engine's (`llmzip.portable.coding`, the default for Llama-type models): exact
   integers, so compression evaluates each window in one full-sequence forward and decompression
   steps the windows of whole streams at a batch of its own choosing;
-- the float engines run one and the same function, `_code_batch`, in both directions, over the
-  same windows with the same batch shapes: only where each step's tokens come from differs (the
-  input when encoding, the range decoder when decoding). That is what makes the decoder's
-  frequencies equal the encoder's bit for bit: full-sequence and step-by-step float logits differ
-  in their last bits, so their encoder never takes the full-sequence shortcut. On a GPU nothing in
-  a batch waits for the host: the step (a CUDA-graph replay), the fused quantizer and the range
-  decoder (`llmzip.kernels.range_decode`) all run on the device.
+- the float engines' (`llmzip.lockstep`): both directions step the same windows with the same
+  batch shapes, so that the decoder's float logits equal the encoder's bit for bit.
 The layout both share (lanes, their windows and carried context, streams) is `llmzip.schedule`;
-the compression level (`llmzip.levels`) chooses it, and the header records it.
+the compression level (`llmzip.levels`) chooses it, and the header records it. This module turns
+bytes into blocks (tokenized, with their side channel), blocks into a container, and checks what
+it reads back (header, sequence, checksums) before any byte comes out.
 """
 from __future__ import annotations
 
 import contextlib
 import io
 import logging
-import math
 import time
 from dataclasses import dataclass, field
 from typing import BinaryIO, Callable, Iterator
@@ -28,16 +24,16 @@ import numpy as np
 import torch
 
 from . import container, levels, schedule
-from .coder import CODER_ID, StreamDecoder, StreamEncoder, device_decoders
+from .coder import CODER_ID
 from .container import Block, BlockIndex, ContainerWriter, Header, StreamReader, crc32
 from .errors import ChecksumError, FormatError, ModelMismatchError, UnsupportedParameterError
-from .inference import (ENGINES, TRANSFORMERS_ENGINE, StaticLlamaStepper, Stepper, fixed_numerics, make_stepper,
-                        pick_engine)
+from .inference import ENGINES, TRANSFORMERS_ENGINE, fixed_numerics, pick_engine
+from .lockstep import Lockstep
 from .models import LoadedModel, load_model, software_versions
 from .portable import PORTABLE_ENGINE, PortableLlama, coding as portable_coding, portable_problem
 from .portable.llama import head_rows
 from .quantize import (INTEGER_QUANTIZER, PRECISION, QUANTIZERS, TORCH_QUANTIZER, TRITON_QUANTIZER, check_quantizer_id,
-                       frequencies, fused_cumulative, fused_intervals, intervals, quantizer_id)
+                       quantizer_id)
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +47,6 @@ STREAM_WINDOWS = 16
 # Memory the portable decoder's KV caches may take on the CPU: it picks fewer streams per call
 # beyond it (the file does not depend on it).
 CPU_DECODE_MEMORY = 4 << 30
-_LN2 = math.log(2.0)
 
 
 @dataclass
@@ -196,10 +191,7 @@ class Codec:
             self.stream_windows = min(stream_windows, self.batch)
         if not 1 <= self.batch <= MAX_BATCH:
             raise UnsupportedParameterError(f"batch must be between 1 and {MAX_BATCH}, not {self.batch}")
-        self._static_steppers: dict[tuple[int, int, str], StaticLlamaStepper] = {}
-        # Synchronize the GPU around each timed phase, so Stats splits time between model,
-        # quantizer and coder truthfully (benchmarks turn it on; it costs speed).
-        self.timing_sync = False
+        self._lockstep = Lockstep(self.model)  # the float engines' loop
         if self.engine == PORTABLE_ENGINE:
             if quantizer not in ("auto", INTEGER_QUANTIZER):
                 raise UnsupportedParameterError(f"the portable engine codes with the {INTEGER_QUANTIZER} quantizer, "
@@ -264,6 +256,17 @@ class Codec:
         if self._portable is None:
             self._portable = PortableLlama(self.model.model, self.model.device)
         return self._portable
+
+    @property
+    def timing_sync(self) -> bool:
+        """Whether the float engines synchronize the GPU around each timed phase, so that Stats
+        splits time between model, quantizer and coder truthfully (benchmarks turn it on; it
+        costs speed)."""
+        return self._lockstep.timing_sync
+
+    @timing_sync.setter
+    def timing_sync(self, value: bool) -> None:
+        self._lockstep.timing_sync = value
 
     def _header(self, version: int = container.FORMAT_VERSION) -> Header:
         """The header this codec writes, in format `version` (older ones for compatibility tests).
@@ -367,76 +370,6 @@ class Codec:
             raise FormatError(f"corrupted file: {header.windows_per_stream()} windows per stream is above {MAX_BATCH}")
 
     # ------------------------------------------------------------------------------------------
-    # The lockstep loop shared by both directions
-
-    def _stepper(self, engine: str, rows: int, context: int) -> Stepper:
-        """A stepper for a new batch: the static engine's (and its CUDA graphs) are kept for reuse."""
-        if engine == TRANSFORMERS_ENGINE:
-            return make_stepper(engine, self.model.model, rows, context)
-        key = (rows, context, engine)
-        stepper = self._static_steppers.get(key)
-        if stepper is None:
-            if len(self._static_steppers) >= 4:  # a block's last batch has its own shape; keep a few
-                self._static_steppers.clear()
-            stepper = self._static_steppers[key] = make_stepper(engine, self.model.model, rows, context)
-        else:
-            stepper.reset()
-        return stepper
-
-    @contextlib.contextmanager
-    def _clock(self, stats: Stats, name: str) -> Iterator[None]:
-        """Add the time spent inside to stats.<name>; with `timing_sync` the GPU's queued work counts too."""
-        sync = self.timing_sync and self.model.device.type == "cuda"
-        if sync:
-            torch.cuda.synchronize(self.model.device)
-        started = time.perf_counter()
-        yield
-        if sync:
-            torch.cuda.synchronize(self.model.device)
-        setattr(stats, name, getattr(stats, name) + time.perf_counter() - started)
-
-    def _code_batch(self, lengths: list[int], engine: str, context: int, stats: Stats,
-                    choose: Callable[[int, torch.Tensor, int], torch.Tensor],
-                    on_step: Callable[[int], None] | None = None) -> None:
-        """Step `len(lengths)` windows together; `choose(step, logits, running)` returns the step's
-        tokens (running,) on the model's device, for the windows still running.
-
-        Windows are consecutive slices of a block, all full but the last, so the windows still
-        running at any step are a prefix of the batch. Every step feeds all windows (a finished
-        window is fed BOS and its output ignored), so the batch shape is the same in both
-        directions whatever the window lengths; nothing here waits for the GPU.
-        """
-        m = self.model
-        n = len(lengths)
-        if any(a < b for a, b in zip(lengths, lengths[1:])):
-            raise AssertionError("window lengths must not increase within a batch")
-        stepper = self._stepper(engine, n, context)
-        steps = max(lengths)
-        # running[t]: windows with a token at step t (a prefix of the batch, see above).
-        running = (np.array(lengths)[None, :] > np.arange(steps + 1)[:, None]).sum(axis=1).tolist()
-        feed = torch.full((n, 1), m.bos_id, dtype=torch.long, device=m.device)
-        for step in range(steps):
-            with self._clock(stats, "model_seconds"):
-                logits = stepper.step(feed)
-            chosen = choose(step, logits, running[step])
-            continuing = running[step + 1]
-            feed = torch.full((n, 1), m.bos_id, dtype=torch.long, device=m.device)
-            feed[:continuing, 0] = chosen[:continuing]
-            if on_step is not None:
-                on_step(running[step])
-
-    def _windows(self, n_tokens: int, context: int, batch: int) -> Iterator[tuple[int, list[int]]]:
-        """(first token index, window lengths) for each lockstep batch of a block."""
-        windows = schedule.windows(n_tokens, context)
-        for group in schedule.stream_groups(len(windows), batch):
-            yield windows[group.start].start, [windows[i].length for i in group]
-
-    @staticmethod
-    def _stream_rows(n: int, per_stream: int) -> list[range]:
-        """The windows of a batch that share each coded stream."""
-        return schedule.stream_groups(n, per_stream)
-
-    # ------------------------------------------------------------------------------------------
     # Compression
 
     def _encode_block(self, data: bytes, stats: Stats, on_step: Callable[[int, int], None]) -> Block:
@@ -445,7 +378,9 @@ class Codec:
         if self.engine == PORTABLE_ENGINE:
             streams = self._encode_portable(ids, stats, on_step)
         else:
-            streams = self._encode_lockstep(ids, stats, on_step)
+            streams = self._lockstep.encode(ids, stats, on_step, engine=self.engine, quantizer=self.quantizer,
+                                            context=self.context, batch=self.batch,
+                                            stream_windows=self.stream_windows)
         stats.tokens += len(ids)
         stats.text_bytes += len(self.model.table.join(ids))
         stats.stream_bytes += sum(len(s) for s in streams)
@@ -465,89 +400,6 @@ class Codec:
         stats.quantized_bits += coded.quantized_bits
         stats.cross_entropy_bits += coded.cross_entropy_bits
         return coded.streams
-
-    def _encode_lockstep(self, ids: list[int], stats: Stats, on_step: Callable[[int, int], None]) -> list[bytes]:
-        device = self.model.device
-        fused = self.quantizer.startswith(TRITON_QUANTIZER)
-        done = [0]
-        streams: list[bytes] = []
-        # A batch's streams are coded on the host while the next batch runs on the device: its
-        # intervals are copied off asynchronously, and coded once that batch has a few steps queued.
-        unfinished: list[Callable[[], None]] = []
-
-        def finish_previous() -> None:
-            while unfinished:
-                unfinished.pop(0)()
-
-        def step_done(count: int) -> None:
-            done[0] += count
-            on_step(done[0], len(ids))
-            if unfinished and steps_queued[0] >= 2:
-                finish_previous()
-            steps_queued[0] += 1
-
-        for first, lengths in self._windows(len(ids), self.context, self.batch):
-            n, steps = len(lengths), max(lengths)
-            steps_queued = [0]
-            # Step-major on the device: row t holds every window's token t (BOS-padded).
-            known_steps = torch.full((steps, n), self.model.bos_id, dtype=torch.long)
-            for i, length in enumerate(lengths):
-                start = first + i * self.context
-                known_steps[:length, i] = torch.tensor(ids[start : start + length], dtype=torch.long)
-            known_steps = known_steps.to(device)
-            lows = torch.zeros((steps, n), dtype=torch.int64, device=device)
-            freqs = torch.ones((steps, n), dtype=torch.int64, device=device)
-            nll_total = torch.zeros((), dtype=torch.float64, device=device)
-
-            def choose(step: int, logits: torch.Tensor, running: int) -> torch.Tensor:
-                nonlocal nll_total
-                known = known_steps[step, :running]
-                with self._clock(stats, "quantize_seconds"):
-                    if fused:  # the kernel computes each row's interval without writing a table
-                        low, freq = fused_intervals(logits[:running], known)
-                    else:
-                        low, freq = intervals(frequencies(logits, self.quantizer)[:running], known)
-                    lows[step, :running] = low
-                    freqs[step, :running] = freq
-                # The estimate beside the real size: float32 per token (1e-7 relative), summed in float64.
-                x = logits[:running].float()
-                nll = torch.logsumexp(x, dim=-1) - x.gather(-1, known[:, None])[:, 0]
-                nll_total = nll_total + nll.double().sum()
-                return known
-
-            self._code_batch(lengths, self.engine, self.context, stats, choose, step_done)
-            finish_previous()  # a batch shorter than three steps
-            unfinished.append(self._stream_coder(lengths, lows, freqs, nll_total, stats, streams))
-        finish_previous()
-        return streams
-
-    def _stream_coder(self, lengths: list[int], lows: torch.Tensor, freqs: torch.Tensor, nll_total: torch.Tensor,
-                      stats: Stats, streams: list[bytes]) -> Callable[[], None]:
-        """Start copying a batch's intervals to the host; the returned call codes them into `streams`."""
-        on_gpu = lows.device.type == "cuda"
-        host = [torch.empty(t.shape, dtype=t.dtype, pin_memory=on_gpu) for t in (lows, freqs, nll_total)]
-        for target, source in zip(host, (lows, freqs, nll_total)):
-            target.copy_(source, non_blocking=on_gpu)
-        copied = torch.cuda.Event() if on_gpu else None
-        if copied is not None:
-            copied.record()
-
-        def code() -> None:
-            with self._clock(stats, "coder_seconds"):
-                if copied is not None:
-                    copied.synchronize()
-                low_host, freq_host = host[0].numpy(), host[1].numpy()
-                running = np.array(lengths)[None, :] > np.arange(low_host.shape[0])[:, None]
-                for rows in self._stream_rows(len(lengths), self.stream_windows):
-                    cols = slice(rows.start, rows.stop)
-                    coded = running[:, cols]  # step-major, window-minor: the coding order
-                    encoder = StreamEncoder()
-                    encoder.push(low_host[:, cols][coded], freq_host[:, cols][coded])
-                    streams.append(encoder.finish())
-                    stats.quantized_bits += encoder.bits_ideal
-                stats.cross_entropy_bits += float(host[2]) / _LN2
-
-        return code
 
     def compressor(self, target: BinaryIO, progress: ProgressCallback | None = None,
                    block_bytes: int = BLOCK_BYTES, *, version: int = container.FORMAT_VERSION) -> "StreamCompressor":
@@ -591,26 +443,14 @@ class Codec:
             ids = portable_coding.decode(self.portable, block.streams, block.n_tokens, header.bos_id, layout,
                                          header.windows_per_stream(), self.decode_streams_per_call(header), on_step,
                                          mixing=header.mixer != container.NO_MIXER)
-            self._check_decoded(np.asarray(ids, dtype=np.int64), plan.text_len)
+            self.model.table.decoded_bytes(np.asarray(ids, dtype=np.int64), plan.text_len)
         else:
-            ids = self._decode_lockstep(block, header, stats, plan.text_len, on_step)
+            ids = self._lockstep.decode(block, header, stats, plan.text_len, on_step)
         data = self.model.tokenizer.decode(ids, block.side, block.raw_len, plan)
         if crc32(data) != block.raw_crc:
             raise ChecksumError("corrupted file: a decoded block does not match its checksum; no output was kept")
         stats.tokens += block.n_tokens
         return data
-
-    def _check_decoded(self, ids: np.ndarray, text_len: int) -> int:
-        """Refuse token ids that no valid stream yields; returns the bytes they stand for."""
-        if ids.size and (ids.min() < 0 or ids.max() >= self.model.vocab_size):
-            raise FormatError("corrupted file: a coded stream decodes to an impossible token")
-        sizes = self.model.table.lengths[ids]
-        if ids.size and sizes.min() < 1:
-            raise FormatError("corrupted file: decoded a token that has no byte string")
-        total = int(sizes.sum())
-        if total > text_len:
-            raise FormatError("corrupted file: the decoded text is longer than the block layout allows")
-        return total
 
     def decode_streams_per_call(self, header: Header) -> int:
         """Streams the portable decoder steps together: on a GPU as many as a third of free memory
@@ -624,49 +464,6 @@ class Codec:
             return max(1, min(32 // per_stream, CPU_DECODE_MEMORY // (per_window * per_stream)))
         free, _ = torch.cuda.mem_get_info(self.model.device)
         return max(1, int(free // 3 // (per_window * per_stream)))
-
-    def _decode_lockstep(self, block: Block, header: Header, stats: Stats, text_limit: int,
-                         on_step: Callable[[int], None]) -> list[int]:
-        on_device = header.quantizer.startswith(TRITON_QUANTIZER)
-        per_stream = header.windows_per_stream()
-        streams = iter(block.streams)
-        text_len = 0
-        ids: list[int] = []
-        for first, lengths in self._windows(block.n_tokens, header.context, header.batch):
-            n, steps = len(lengths), max(lengths)
-            groups = self._stream_rows(n, per_stream)
-            batch_streams = [next(streams) for _ in groups]
-            decoded = torch.zeros((steps, n), dtype=torch.long, device=self.model.device)
-            if on_device:
-                decoder = device_decoders(batch_streams, per_stream, self.model.device)
-            else:
-                decoders = [StreamDecoder(stream) for stream in batch_streams]
-
-            def choose(step: int, logits: torch.Tensor, running: int) -> torch.Tensor:
-                if on_device:  # the table stays on the device; only tokens come out, with no sync
-                    with self._clock(stats, "quantize_seconds"):
-                        cdf = fused_cumulative(logits[:running])
-                    with self._clock(stats, "coder_seconds"):
-                        tokens = decoder.decode(cdf, running)
-                else:
-                    with self._clock(stats, "quantize_seconds"):
-                        freqs = frequencies(logits, header.quantizer)
-                    with self._clock(stats, "coder_seconds"):
-                        parts = [decoders[g].decode(freqs[rows.start : min(rows.stop, running)])
-                                 for g, rows in enumerate(groups) if rows.start < running]
-                        tokens = torch.from_numpy(np.concatenate(parts)).to(self.model.device)
-                decoded[step, :running] = tokens
-                return tokens
-
-            self._code_batch(lengths, header.engine, header.context, stats, choose, on_step)
-            if on_device and decoder.failed():
-                raise FormatError("corrupted file: a coded stream is invalid")
-            decoded_host = decoded.cpu().numpy()
-            for i, length in enumerate(lengths):
-                window = decoded_host[:length, i]
-                text_len += self._check_decoded(window, text_limit - text_len)
-                ids.extend(window.tolist())
-        return ids
 
     def _decode_counted(self, block: Block, header: Header, stats: Stats, progress: ProgressCallback | None,
                         consumed: int, size: int) -> bytes:

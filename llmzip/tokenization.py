@@ -92,6 +92,19 @@ class TokenTable:
                 h.update(len(raw).to_bytes(4, "little") + raw)
         return h.digest()[:16]
 
+    def decoded_bytes(self, ids: np.ndarray, text_len: int) -> int:
+        """The bytes that decoded token ids stand for, refusing ids no valid stream yields: out of
+        the vocabulary, without a byte string, or longer together than the block's text."""
+        if ids.size and (ids.min() < 0 or ids.max() >= len(self.token_bytes)):
+            raise FormatError("corrupted file: a coded stream decodes to an impossible token")
+        sizes = self.lengths[ids]
+        if ids.size and sizes.min() < 1:
+            raise FormatError("corrupted file: decoded a token that has no byte string")
+        total = int(sizes.sum())
+        if total > text_len:
+            raise FormatError("corrupted file: the decoded text is longer than the block layout allows")
+        return total
+
     def join(self, ids: Sequence[int]) -> bytes:
         try:
             return b"".join(self.token_bytes[i] for i in ids)  # type: ignore[misc]

@@ -405,7 +405,7 @@ def no_model(codec, monkeypatch):
     def refuse(*args, **kwargs):
         raise AssertionError("the model ran on a file that its sizes already show to be corrupted")
 
-    monkeypatch.setattr(codec, "_code_batch", refuse)
+    monkeypatch.setattr(codec._lockstep, "code_batch", refuse)
     return codec
 
 

@@ -141,7 +141,7 @@ def test_running_out_of_gpu_memory_says_what_to_do(llama, alice, monkeypatch):
     def out_of_memory(*args, **kwargs):
         raise torch.cuda.OutOfMemoryError("CUDA out of memory")
 
-    monkeypatch.setattr(codec, "_code_batch", out_of_memory)
+    monkeypatch.setattr(codec._lockstep, "code_batch", out_of_memory)
     with pytest.raises(UnsupportedParameterError, match="smaller --batch"):
         codec.compress(alice[:60])
     with pytest.raises(UnsupportedParameterError, match="steps 2 windows at once"):
