@@ -11,8 +11,8 @@ sleeps decides two things that pull apart:
   two llmzip processes on a 2-core machine burn the cores each other needs.
 A spin of 1,000 rounds (libgomp's scale: about 10 microseconds) covers the gap between two tensor
 operations and is over before it takes much from another process. Measured on 2 cores
-(bench/concurrency.py, 4 KiB, the codec's own seconds): alone 7.7 s, against 9.6 s sleeping at once
-and 7.1 s with OpenMP's default; each of two side by side 12.6 s, against 12.0 s and 38.0 s.
+(bench/concurrency.py, 4 KiB, the codec's own seconds): alone 7.6 s, against 9.6 s sleeping at once
+and 7.1 s with OpenMP's default; each of two side by side 12.6 s, against 11.9 s and 38.0 s.
 
 OpenMP reads these variables once, when torch loads it, so this must run before the first
 `import torch`: `llmzip/__init__.py` imports it first. A program that imported torch before llmzip

@@ -31,7 +31,7 @@ from .inference import ENGINES, TRANSFORMERS_ENGINE, fixed_numerics, pick_engine
 from .lockstep import Lockstep
 from .models import LoadedModel, load_model, software_versions
 from .portable import PORTABLE_ENGINE, PortableLlama, coding as portable_coding, portable_problem
-from .portable.llama import head_rows
+from .portable.llama import QUERY_BLOCK, head_rows
 from .quantize import (INTEGER_QUANTIZER, PRECISION, QUANTIZERS, TORCH_QUANTIZER, TRITON_QUANTIZER, check_quantizer_id,
                        quantizer_id)
 
@@ -144,7 +144,7 @@ def _portable_windows_per_call(model: LoadedModel, context: int) -> int:
     config = model.model.config
     widest = max(2 * getattr(config, "intermediate_size", 0) or 0, 3 * config.hidden_size)
     head = 5 * 8 * head_rows(model.device) * model.vocab_size
-    per_window = 8 * 8 * context * widest + 6 * 8 * config.num_attention_heads * 64 * context
+    per_window = 8 * 8 * context * widest + 6 * 8 * config.num_attention_heads * QUERY_BLOCK * context
     return int(max(1, min(64, (free // 3 - head) // per_window)))
 
 

@@ -220,25 +220,25 @@ class Lockstep:
                on_step: Callable[[int], None]) -> list[int]:
         """A block's token ids from its streams, stepping the batches `header` describes; ids no
         valid stream yields, or more text than `text_limit` bytes, are refused window by window."""
-        per_stream = header.windows_per_stream()
         streams = iter(block.streams)
         text_len = 0
         ids: list[int] = []
         for _, lengths in batches(block.n_tokens, header.context, header.batch):
-            groups = schedule.stream_groups(len(lengths), per_stream)
-            decoded = self._decode_batch([next(streams) for _ in groups], lengths, header, stats, on_step)
+            decoded = self._decode_batch(streams, lengths, header, stats, on_step)
             for i, length in enumerate(lengths):
                 window = decoded[:length, i]
                 text_len += self.model.table.decoded_bytes(window, text_limit - text_len)
                 ids.extend(window.tolist())
         return ids
 
-    def _decode_batch(self, batch_streams: list[bytes], lengths: list[int], header: Header, stats: Stats,
+    def _decode_batch(self, streams: Iterator[bytes], lengths: list[int], header: Header, stats: Stats,
                       on_step: Callable[[int], None]) -> np.ndarray:
-        """One batch of windows decoded from its streams: tokens (steps, windows), step-major."""
+        """One batch of windows decoded from the next of the block's `streams` (one per group of
+        windows that share a stream): tokens (steps, windows), step-major."""
         device = self.model.device
         per_stream = header.windows_per_stream()
         groups = schedule.stream_groups(len(lengths), per_stream)
+        batch_streams = [next(streams) for _ in groups]
         decoded = torch.zeros((max(lengths), len(lengths)), dtype=torch.long, device=device)
         on_device = header.quantizer.startswith(TRITON_QUANTIZER)
         if on_device:

@@ -62,7 +62,7 @@ INT16_LEVELS = arith.INT16_LEVELS  # 16-bit activations, multiplied as two int8 
 # twice the integer products' time.
 ACTIVATION_LEVELS = {"qkv": INT16_LEVELS, "o": INT16_LEVELS, "gate_up": INT16_LEVELS, "down": INT16_LEVELS,
                      "lm_head": INT16_LEVELS}
-_QUERY_BLOCK = 64  # queries per attention block in a full-sequence forward (64: least work on this CPU)
+QUERY_BLOCK = 64  # queries per attention block in a full-sequence forward (64: least work on this CPU)
 _QK_LIMIT = (1 << 22) - 1  # |q|, |k|, |v| clamp: q.k over head_dim <= 256 stays below 2^52
 _ACTIVATION_LIMIT = (1 << 40) - 1  # residual stream clamp (real values below 2^24)
 _MLP_LIMIT = (1 << 31) - 1  # gate and up clamp (real values below 2^15): silu * up < 2^62
@@ -564,8 +564,8 @@ class PortableLlama:
         k_t, v = k.transpose(-1, -2).double(), v.double()
         table = arith.exp_table(q.device, torch.float64)
         out = torch.empty((rows, count, heads, dim), dtype=torch.int64, device=q.device)
-        for first in range(0, count, _QUERY_BLOCK):
-            last = min(count, first + _QUERY_BLOCK)
+        for first in range(0, count, QUERY_BLOCK):
+            last = min(count, first + QUERY_BLOCK)
             seen = keys - count + last  # keys up to the block's last query position
             block = q[:, :, :, first:last].reshape(rows, kv_heads, group * (last - first), dim)
             scores = torch.matmul(block, k_t[..., :seen]).view(rows, heads, last - first, seen)
