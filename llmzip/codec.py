@@ -395,7 +395,8 @@ class Codec:
 
         started = time.perf_counter()
         coded = portable_coding.encode(self.portable, ids, self.model.bos_id, self.layout, self.stream_windows,
-                                       self.batch, on_tokens, mixing=self.mixer != container.NO_MIXER)
+                                       self.batch, on_tokens, mixing=self.mixer != container.NO_MIXER,
+                                       adapt=self.mixer == container.ADAPT_MIXER)
         stats.model_seconds += time.perf_counter() - started
         stats.quantized_bits += coded.quantized_bits
         stats.cross_entropy_bits += coded.cross_entropy_bits
@@ -442,7 +443,8 @@ class Codec:
             layout = schedule.Layout(header.context, header.carry, header.lane_size)
             ids = portable_coding.decode(self.portable, block.streams, block.n_tokens, header.bos_id, layout,
                                          header.windows_per_stream(), self.decode_streams_per_call(header), on_step,
-                                         mixing=header.mixer != container.NO_MIXER)
+                                         mixing=header.mixer != container.NO_MIXER,
+                                         adapt=header.mixer == container.ADAPT_MIXER)
             self.model.table.decoded_bytes(np.asarray(ids, dtype=np.int64), plan.text_len)
         else:
             ids = self._lockstep.decode(block, header, stats, plan.text_len, on_step)

@@ -173,8 +173,9 @@ DEVICE_CODES = ("any",)
 ATTENTION_CODES = ("integer", "sdpa", "eager")
 CODER_CODES = ("constriction-0.5-range-u32/24",)
 MODEL_NAME_CODES = ("SmolLM2-135M-Instruct.Q4_1",)  # the embedded default model
-MIXER_CODES = ("match-v1", "none")  # see match.py
+MIXER_CODES = ("match-v1", "none", "adapt-v1")  # see match.py and adapt.py
 NO_MIXER = "none"
+ADAPT_MIXER = "adapt-v1"  # the match model and a logit bias learned while coding
 
 
 @dataclass(frozen=True)

@@ -146,6 +146,31 @@ def intervals_integer(logits: torch.Tensor, tokens: torch.Tensor) -> tuple[torch
     return low, freq, nll_bits
 
 
+def tables_integer(logits: torch.Tensor, tokens: torch.Tensor
+                   ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """`frequencies_integer`'s tables (rows, V) together with what `intervals_integer` gives for
+    `tokens` (rows, k): (tables, low, frequency, -log2 p), from one pass of the quantizer. For
+    coders that need the whole table as well as the coded intervals (`llmzip.adapt` learns from it)."""
+    from .portable.llama import FRACTION
+
+    vocab = _checked_vocab(logits)
+    index = tokens.reshape(logits.shape[0], -1).long()
+    tables = torch.empty(logits.shape, dtype=torch.int64, device=logits.device)
+    totals, tops = [], []
+    for first in range(0, logits.shape[0], _INTEGER_BLOCK_ROWS):
+        last = min(logits.shape[0], first + _INTEGER_BLOCK_ROWS)
+        shares, top, total = _integer_block(logits[first:last])
+        remainder = (TOTAL - vocab) - shares.sum(dim=-1, keepdim=True)
+        torch.add(shares, 1, out=tables[first:last]).scatter_add_(-1, top, remainder)
+        totals.append(total)
+        tops.append(top)
+    freq = tables.gather(-1, index)
+    low = tables.cumsum(dim=-1).gather(-1, index) - freq
+    top, total = torch.cat(tops), torch.cat(totals)
+    gap_bits = (logits.gather(-1, top) - logits.gather(-1, index)).double() / (1 << FRACTION)
+    return tables, low, freq, torch.log2(total.double()) - 30 + gap_bits
+
+
 def quantizer_id(name: str, vocab: int) -> str:
     """The id a file header records: the quantizer plus, for a kernel, its launch configuration."""
     if name in (TORCH_QUANTIZER, INTEGER_QUANTIZER):

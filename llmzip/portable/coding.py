@@ -22,9 +22,10 @@ import torch
 from .. import schedule
 from ..coder import StreamDecoder, StreamEncoder
 from ..errors import FormatError
+from ..adapt import LogitBias
 from ..match import MatchModel, Mixer, mix_interval, mix_table
-from ..quantize import TOTAL, frequencies_integer
-from .llama import PortableLlama
+from ..quantize import TOTAL, frequencies_integer, tables_integer
+from .llama import PortableLlama, join_rows
 
 
 @dataclass
@@ -46,36 +47,89 @@ def _model_inputs(ids: list[int], windows: list[schedule.Window], bos: int, devi
     return rows.to(device)
 
 
-def _window_intervals(engine: PortableLlama, ids: list[int], windows: list[schedule.Window], bos: int,
-                      windows_per_call: int, result: EncodedStreams, on_tokens: Callable[[int], None] | None,
-                      predicted: dict[schedule.Window, np.ndarray] | None = None) -> dict[schedule.Window, np.ndarray]:
-    """Each window's coded tokens as range-coder intervals, (length, 2) of (low, freq), from
-    full-sequence forwards of as many windows per call as asked (windows of equal carried context
-    share a call). With `predicted` (each window's match predictions, -1 for none), also the
-    predicted tokens' intervals: (length, 4) of (low, freq, predicted low, predicted freq)."""
-    targets_all = torch.tensor(ids, dtype=torch.long)
-    out = {}
+def _calls(engine: PortableLlama, ids: list[int], windows: list[schedule.Window], bos: int, windows_per_call: int):
+    """Full-sequence forwards of as many windows per call as asked (windows of equal carried
+    context share a call): per call, its windows, the output layer's inputs for their coded
+    positions (flat, window after window, each `span` rows long) and `span`."""
     by_prefix: dict[int, list[schedule.Window]] = {}
     for w in windows:
         by_prefix.setdefault(w.prefix, []).append(w)
-    columns = 1 if predicted is None else 2
     for prefix, group in by_prefix.items():
         for first in range(0, len(group), windows_per_call):
             call = group[first : first + windows_per_call]
             inputs = _model_inputs(ids, call, bos, engine.device)
-            # positions past a window's end are not coded; a position without a prediction asks its target twice
-            targets = torch.zeros((len(call), inputs.shape[1] - prefix, columns), dtype=torch.long)
-            for row, w in enumerate(call):
-                targets[row, : w.length, 0] = targets_all[w.start : w.start + w.length]
-                if predicted is not None:
-                    guess = torch.from_numpy(predicted[w])
-                    targets[row, : w.length, 1] = torch.where(guess >= 0, guess, targets[row, : w.length, 0])
-            low, freq, nll_bits = (t.cpu() for t in engine.intervals(inputs, targets.to(engine.device), logits_from=prefix))
-            for row, w in enumerate(call):
-                out[w] = torch.stack((low[row, : w.length], freq[row, : w.length]), dim=-1).flatten(1).numpy()
-                result.cross_entropy_bits += float(nll_bits[row, : w.length, 0].sum())
-                if on_tokens is not None:
-                    on_tokens(w.length)
+            yield call, engine.head_inputs(inputs, logits_from=prefix), inputs.shape[1] - prefix
+
+
+def _call_targets(ids: list[int], call: list[schedule.Window], span: int,
+                  predicted: dict[schedule.Window, np.ndarray] | None) -> torch.Tensor:
+    """Each window's coded tokens, and with `predicted` the match model's guesses beside them, as
+    (windows, span, 1 or 2); positions past a window's end are not coded, and a position without a
+    prediction asks its target twice."""
+    targets = torch.zeros((len(call), span, 1 if predicted is None else 2), dtype=torch.long)
+    for row, w in enumerate(call):
+        targets[row, : w.length, 0] = torch.tensor(ids[w.start : w.start + w.length], dtype=torch.long)
+        if predicted is not None:
+            guess = torch.from_numpy(predicted[w])
+            targets[row, : w.length, 1] = torch.where(guess >= 0, guess, targets[row, : w.length, 0])
+    return targets
+
+
+def _window_intervals(engine: PortableLlama, ids: list[int], windows: list[schedule.Window], bos: int,
+                      windows_per_call: int, result: EncodedStreams, on_tokens: Callable[[int], None] | None,
+                      predicted: dict[schedule.Window, np.ndarray] | None = None,
+                      adapt_rounds: list[list[schedule.Window]] | None = None
+                      ) -> tuple[dict[schedule.Window, np.ndarray], dict[schedule.Window, np.ndarray] | None]:
+    """Each window's coded tokens as range-coder intervals, (length, 2) of (low, freq), from
+    full-sequence forwards. With `predicted` (each window's match predictions, -1 for none), also
+    the predicted tokens' intervals: (length, 4) of (low, freq, predicted low, predicted freq).
+
+    With `adapt_rounds` (the rounds of the one stream `windows` make up), the same windows are also
+    coded through a `LogitBias` trained in the coding order (`_adapted_intervals`), from the same
+    forwards, and returned second (else None)."""
+    out = {}
+    kept: list[tuple[list[schedule.Window], object, int]] = []
+    for call, x, span in _calls(engine, ids, windows, bos, windows_per_call):
+        targets = _call_targets(ids, call, span, predicted)
+        low, freq, nll_bits = (t.cpu() for t in engine.head_intervals(x, targets.to(engine.device)))
+        for row, w in enumerate(call):
+            out[w] = torch.stack((low[row, : w.length], freq[row, : w.length]), dim=-1).flatten(1).numpy()
+            result.cross_entropy_bits += float(nll_bits[row, : w.length, 0].sum())
+            if on_tokens is not None:
+                on_tokens(w.length)
+        if adapt_rounds is not None:
+            kept.append((call, x, span))
+    return out, None if adapt_rounds is None else _adapted_intervals(engine, ids, adapt_rounds, kept, predicted)
+
+
+def _adapted_intervals(engine: PortableLlama, ids: list[int], rounds: list[list[schedule.Window]],
+                       calls: list[tuple[list[schedule.Window], object, int]],
+                       predicted: dict[schedule.Window, np.ndarray] | None) -> dict[schedule.Window, np.ndarray]:
+    """The intervals `_window_intervals` gives, but from logits plus a stream's `LogitBias`, which
+    learns after every step of the coding order: one step of the stream's lanes at a time."""
+    where: dict[schedule.Window, int] = {}  # each window's first row in the joined output-layer inputs
+    base = 0
+    for call, x, span in calls:
+        for row, w in enumerate(call):
+            where[w] = base + row * span
+        base += len(call) * span
+    x = join_rows([x for _, x, _ in calls])
+    bias = LogitBias(engine.vocab_size, engine.device)
+    columns = 1 if predicted is None else 2
+    out = {w: np.zeros((w.length, 2 * columns), dtype=np.int64) for round_windows in rounds for w in round_windows}
+    for round_windows in rounds:
+        for step, lanes, positions in _steps(round_windows):
+            lane_windows = [round_windows[lane] for lane in lanes]
+            targets = torch.tensor([[ids[p]] for p in positions], dtype=torch.long)
+            if predicted is not None:
+                guesses = torch.tensor([int(predicted[w][step]) for w in lane_windows], dtype=torch.long)
+                targets = torch.cat([targets, torch.where(guesses >= 0, guesses, targets[:, 0])[:, None]], dim=1)
+            logits = bias.apply(engine.head_logits(x, torch.tensor([where[w] + step for w in lane_windows])))
+            tables, low, freq, _ = tables_integer(logits, targets.to(logits.device))
+            bias.update(tables, targets[:, 0])
+            coded = torch.stack((low, freq), dim=-1).flatten(1).cpu().numpy()
+            for w, row in zip(lane_windows, coded):
+                out[w][step] = row
     return out
 
 
@@ -101,45 +155,59 @@ def _match_predictions(ids: list[int], rounds: list[list[schedule.Window]]) -> d
 
 def encode(engine: PortableLlama, ids: list[int], bos: int, layout: schedule.Layout, per_stream: int,
            windows_per_call: int, on_tokens: Callable[[int], None] | None = None,
-           mixing: bool = False) -> EncodedStreams:
+           mixing: bool = False, adapt: bool = False) -> EncodedStreams:
     """Code a block's tokens into streams of `per_stream` lanes with full-sequence forwards.
 
     With `mixing`, each stream starts with one flag symbol saying whether the match model's
     predictions are mixed into its frequencies (see `llmzip.match`), and the encoder codes it
     both ways and keeps the shorter: on text the LLM already predicts well, mixing can cost a
-    little, and then it is left out."""
+    little, and then it is left out. With `adapt` as well, the flag also says whether the logits
+    go through a `LogitBias` first (`llmzip.adapt`), and the shortest of the four ways is kept."""
     result = EncodedStreams([], 0.0, 0.0)
     for rounds in layout.streams(len(ids), per_stream):
         windows = [w for round_windows in rounds for w in round_windows]
         predicted = _match_predictions(ids, rounds) if mixing else None
-        coded = _window_intervals(engine, ids, windows, bos, windows_per_call, result, on_tokens,
-                                  None if predicted is None else {w: p[:, 0] for w, p in predicted.items()})
-        plain = _plain_intervals(rounds, coded)
+        guesses = None if predicted is None else {w: p[:, 0] for w, p in predicted.items()}
+        coded, adapted = _window_intervals(engine, ids, windows, bos, windows_per_call, result, on_tokens, guesses,
+                                           rounds if adapt else None)
         if predicted is None:
-            stream, bits = _stream(None, *plain)
+            stream, bits = _stream(None, *_plain_intervals(rounds, coded))
         else:
-            stream, bits = min(_stream(0, *plain), _stream(1, *_mixed_intervals(ids, rounds, coded, predicted,
-                                                                                engine.vocab_size)),
-                               key=lambda coded_stream: len(coded_stream[0]))  # a tie keeps the plain one
+            ways = [coded] if adapted is None else [coded, adapted]
+            candidates = []
+            for biased, intervals in enumerate(ways):
+                candidates.append(_stream(_flag(False, bool(biased)), *_plain_intervals(rounds, intervals), adapt))
+                candidates.append(_stream(_flag(True, bool(biased)), *_mixed_intervals(ids, rounds, intervals, predicted,
+                                                                                       engine.vocab_size), adapt))
+            stream, bits = min(candidates, key=lambda coded_stream: len(coded_stream[0]))  # a tie keeps the first
         result.streams.append(stream)
         result.quantized_bits += bits
     return result
 
 
-_FLAG_FREQ = TOTAL // 2  # the mixing flag at a stream's start: two equally likely values
-_FLAG_TABLE = torch.tensor([[_FLAG_FREQ, _FLAG_FREQ]], dtype=torch.int64)
+def _flag(mixed: bool, biased: bool) -> int:
+    """A stream's flag value: bit 0 the match model's mixing, bit 1 the logit bias."""
+    return int(mixed) | int(biased) << 1
 
 
-def read_mixing_flag(decoder: StreamDecoder) -> bool:
-    """A mixer file's stream's first symbol: whether the stream is mixed."""
-    return bool(decoder.decode(_FLAG_TABLE)[0])
+def _flag_freq(adapt: bool) -> int:
+    """The flag's values are equally likely: two of them (mixing), or four (mixing and adapting)."""
+    return TOTAL // (4 if adapt else 2)
 
 
-def _stream(flag: int | None, lows: np.ndarray, freqs: np.ndarray) -> tuple[bytes, float]:
+def read_mixing_flag(decoder: StreamDecoder, adapt: bool = False) -> tuple[bool, bool] | bool:
+    """A mixer file's stream's first symbol: whether the stream is mixed (match-v1), or whether it
+    is mixed and whether it is adapted (adapt-v1, `adapt`)."""
+    values = 4 if adapt else 2
+    flag = int(decoder.decode(torch.full((1, values), _flag_freq(adapt), dtype=torch.int64))[0])
+    return (bool(flag & 1), bool(flag & 2)) if adapt else bool(flag)
+
+
+def _stream(flag: int | None, lows: np.ndarray, freqs: np.ndarray, adapt: bool = False) -> tuple[bytes, float]:
     """A coded stream (the flag first, when there is one) and its ideal size in bits."""
     encoder = StreamEncoder()
     if flag is not None:
-        encoder.push(np.array([flag * _FLAG_FREQ]), np.array([_FLAG_FREQ]))
+        encoder.push(np.array([flag * _flag_freq(adapt)]), np.array([_flag_freq(adapt)]))
     encoder.push(lows, freqs)
     return encoder.finish(), encoder.bits_ideal
 
@@ -184,13 +252,14 @@ def _mixed_intervals(ids: list[int], rounds: list[list[schedule.Window]], coded:
 
 def decode(engine: PortableLlama, streams: list[bytes], n_tokens: int, bos: int, layout: schedule.Layout,
            per_stream: int, streams_per_call: int, on_tokens: Callable[[int], None] | None = None,
-           mixing: bool = False) -> list[int]:
+           mixing: bool = False, adapt: bool = False) -> list[int]:
     """The block's token ids from its streams, stepping `streams_per_call` streams' lanes at once.
 
     Each round of windows starts with one prefill of BOS and the carried context (tokens decoded
     in earlier rounds of the same lanes), which also yields the first coded token's logits.
     With `mixing`, each stream's flag comes first; a mixed stream's match model and mixer go
-    through the same coding order as the encoder's, whatever the number of streams per call.
+    through the same coding order as the encoder's, whatever the number of streams per call, and
+    so does an adapted stream's `LogitBias` (with `adapt`, where the flag says which streams are).
     """
     layouts = layout.streams(n_tokens, per_stream)
     if len(streams) != len(layouts):
@@ -199,12 +268,16 @@ def decode(engine: PortableLlama, streams: list[bytes], n_tokens: int, bos: int,
     for first in range(0, len(layouts), streams_per_call):
         call = layouts[first : first + streams_per_call]
         decoders = [StreamDecoder(streams[first + g]) for g in range(len(call))]
-        # Per stream: its flag says whether it is mixed; if so its match model and mixer.
-        mixed = [read_mixing_flag(d) if mixing else False for d in decoders]
+        # Per stream: its flag says whether it is mixed (then its match model and mixer) and
+        # whether it is adapted (then its logit bias).
+        flags = [read_mixing_flag(d, adapt) if mixing else False for d in decoders]
+        mixed = [f[0] if adapt else f for f in flags]
+        biases = [LogitBias(engine.vocab_size, engine.device) if adapt and f[1] else None for f in flags]
         models = [MatchModel([w.start for w in rounds[0]], n_tokens) if on else None for rounds, on in zip(call, mixed)]
         mixers = [Mixer() if on else None for on in mixed]
         lanes = [len(rounds[0]) for rounds in call]  # lanes of each stream in the call
         offsets = np.cumsum([0] + lanes)  # the call's first row of each stream
+        row_stream = np.repeat(np.arange(len(call)), lanes)
         cache = engine.new_cache(int(offsets[-1]), layout.context)
         for r in range(max(len(rounds) for rounds in call)):
             # The round's windows, one per row; rows whose lane has no window this round read BOS.
@@ -224,21 +297,27 @@ def decode(engine: PortableLlama, streams: list[bytes], n_tokens: int, bos: int,
             for step in range(max(lengths)):
                 logits = engine.forward(feed, cache, logits_from=feed.shape[1] - 1)[:, -1]
                 running = [row for row, length in enumerate(lengths) if length > step]
-                freqs = frequencies_integer(logits[running])
+                plain = [row for row in running if biases[row_stream[row]] is None]
+                freqs = frequencies_integer(logits[plain]) if plain else None
                 tokens = np.full(len(members), bos, dtype=np.int64)  # what rows without a token read next
                 at = 0
                 for g, decoder in enumerate(decoders):
                     rows = [row for row in running if offsets[g] <= row < offsets[g + 1]]
                     if not rows:
                         continue
-                    tables = freqs[at : at + len(rows)]
+                    if biases[g] is not None:
+                        tables = learned = frequencies_integer(biases[g].apply(logits[rows]))
+                    else:
+                        tables = freqs[at : at + len(rows)]
+                        at += len(rows)
                     if mixed[g]:
                         stream_lanes = [row - int(offsets[g]) for row in rows]
                         positions = [members[row].start + step for row in rows]
                         guesses = models[g].predict(stream_lanes, positions)
                         tables, updates = _mixed_tables(tables, guesses, mixers[g])
                     tokens[rows] = decoder.decode(tables)
-                    at += len(rows)
+                    if biases[g] is not None:
+                        biases[g].update(learned, torch.from_numpy(tokens[rows]))
                     if mixed[g]:
                         models[g].update(stream_lanes, positions, tokens[rows].tolist())
                         for (length, guess_freq, guess), token in zip(updates, tokens[rows].tolist()):

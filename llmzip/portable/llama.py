@@ -125,6 +125,19 @@ class Activations(NamedTuple):
     scale: Scale
 
 
+def join_rows(parts: list[Activations]) -> Activations:
+    """Flat layer inputs one after another, as one flat input (int8 halves stay stacked high
+    rows first)."""
+    counts = [p.scale.mantissa.shape[0] for p in parts]
+    if parts[0].halves:
+        rows = torch.cat([p.rows[:n] for p, n in zip(parts, counts)] + [p.rows[n:] for p, n in zip(parts, counts)])
+    else:
+        rows = torch.cat([p.rows for p in parts])
+    cat = np.concatenate if isinstance(parts[0].scale.mantissa, np.ndarray) else torch.cat
+    return Activations(rows, parts[0].halves, (sum(counts),), Scale(cat([p.scale.mantissa for p in parts]),
+                                                                     cat([p.scale.exponent for p in parts])))
+
+
 def quantize_rows(values: torch.Tensor, fraction: int, levels: int = INT8_LEVELS) -> Activations:
     """Integers in [-levels, levels] per row (int8 for 127 levels, 16-bit up to 32,639) and each row's
     scale. `values` (a temporary of the caller's) is overwritten.
@@ -270,6 +283,15 @@ class Linear:
             last = min(count, first + block)
             self(self.rows(x, first, last), out=out[first:last])
         return out.view(*x.shape, out.shape[-1])
+
+    @staticmethod
+    def take(x: Activations, index: torch.Tensor) -> Activations:
+        """The rows `index` (int64, on the CPU) of a flat layer input, as a flat input of their own."""
+        count = x.scale.mantissa.shape[0]
+        device_index = index.to(x.rows.device)
+        rows = torch.cat([x.rows[device_index], x.rows[device_index + count]]) if x.halves else x.rows[device_index]
+        scale_index = index.numpy() if isinstance(x.scale.mantissa, np.ndarray) else device_index
+        return Activations(rows, x.halves, (index.numel(),), Scale(x.scale.mantissa[scale_index], x.scale.exponent[scale_index]))
 
     @staticmethod
     def rows(x: Activations, first: int, last: int) -> Activations:
@@ -480,12 +502,22 @@ class PortableLlama:
         """What the encoder codes after a full-sequence forward of `tokens` (rows, T): for each
         position from `logits_from` on, `quantize.intervals_integer` of its logits and its target
         (`targets`, rows x (T - logits_from), or rows x (T - logits_from) x k for k tokens asked per
-        position), as (low, frequency, -log2 p), each shaped like `targets`. The same numbers as from `forward`'s logits; the output layer and the quantizer
-        go a block of rows at a time, so the whole (rows, T, V) logits never exist at once."""
+        position), as (low, frequency, -log2 p), each shaped like `targets`. The same numbers as
+        from `forward`'s logits; the output layer and the quantizer go a block of rows at a time,
+        so the whole (rows, T, V) logits never exist at once."""
+        return self.head_intervals(self.head_inputs(tokens, logits_from), targets)
+
+    def head_inputs(self, tokens: torch.Tensor, logits_from: int = 0) -> Activations:
+        """The output layer's input rows for positions `logits_from` on of a full-sequence forward
+        of `tokens` (rows, T), flattened row-major: the model's work but the output layer's."""
+        with torch.inference_mode():
+            return self.final_norm(self._hidden(tokens, None)[:, logits_from:], ACTIVATION_LEVELS["lm_head"])
+
+    def head_intervals(self, x: Activations, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """`intervals` from the output layer's inputs (`head_inputs`) on."""
         from ..quantize import intervals_integer
 
         with torch.inference_mode():
-            x = self.final_norm(self._hidden(tokens, None)[:, logits_from:], ACTIVATION_LEVELS["lm_head"])
             count = x.scale.mantissa.shape[0]
             flat_targets = targets.reshape(count, -1)  # one or more tokens asked per position
             parts = []
@@ -495,6 +527,12 @@ class PortableLlama:
                 logits = self.lm_head(self.lm_head.rows(x, first, last))
                 parts.append(intervals_integer(logits, flat_targets[first:last]))
             return tuple(torch.cat(column).view(targets.shape) for column in zip(*parts))
+
+    def head_logits(self, x: Activations, index: torch.Tensor) -> torch.Tensor:
+        """Logits (len(index), V) of the rows `index` of the output layer's inputs: the same
+        numbers as `forward` gives for those positions (every row is computed alone)."""
+        with torch.inference_mode():
+            return self.lm_head(Linear.take(x, index))
 
     def _hidden(self, tokens: torch.Tensor, cache: KVCache | None) -> torch.Tensor:
         """The residual stream after the last layer (rows, T, D), fixed point FRACTION."""
