@@ -613,30 +613,36 @@ def boundary_section(path: Path) -> str:
 
 
 def mixer_section(path: Path) -> str:
-    """bench/mixer.py: what mixing the match model into the LLM's frequencies gains, per kind of text."""
-    lines, r = pending_or_results(path, "The match model and mixer (`bench/mixer.py`)",
+    """bench/mixer.py: what the match model and the logit bias gain, per kind of text."""
+    lines, r = pending_or_results(path, "The match model and the logit bias (`bench/mixer.py`)",
                                   "Not run yet: `python bench/mixer.py bench/data/dpkg.log llmzip/codec.py FORMAT.md "
                                   "../shared/corpus/alice29.txt`.")
     if r is None:
         return "\n".join(lines) + "\n"
     env, st = r["environment"], r["settings"]
+    none, match, adapt = st["mixers"]
     lines += [
         f"- date: {r['date']}; machine: {env['cpu']}, {env['threads']} torch threads; torch {env['torch']}, "
         f"llmzip {env['llmzip']}; model {st['model']}, level -{st['level']}",
-        f"- the first {st['bytes']:,} bytes of each file, compressed without a mixer and with {st['mixer']} (each "
-        f"stream mixed only where that codes shorter); whole .llmz files; command: `{r['command']}`",
+        f"- the first {st['bytes']:,} bytes of each file, compressed without a mixer, with {match} (the match model) "
+        f"and with {adapt} (a logit bias learned while coding, plus the match model), each stream mixed or adapted "
+        f"only where that codes it shorter; whole .llmz files; command: `{r['command']}`",
         "",
-        table(["file", "bytes", "tokens", "no mixer bits/byte", f"{st['mixer']} bits/byte", "gain", "streams mixed",
-               "xz -9e bits/byte", "seconds (no mixer / mixed)"],
-              [[row["file"], f"{row['bytes']:,}", f"{row['tokens']:,}", f(row["plain_bits_per_byte"], ".4f"),
-                f(row["mixed_bits_per_byte"], ".4f"), f"{row['gain_percent']:+.2f}%",
-                f"{row['mixed_streams']}/{row['streams']}", f(row["xz_bits_per_byte"], ".3f"),
-                f"{row['plain_seconds']:.0f} / {row['mixed_seconds']:.0f}"] for row in r["rows"]]),
+        table(["file", "bytes", "tokens", "no mixer bits/byte", f"{match} bits/byte", "gain", f"{adapt} bits/byte",
+               "gain", "streams matched / adapted", "xz -9e bits/byte", "seconds (none / match / adapt)"],
+              [[row["file"], f"{row['bytes']:,}", f"{row['tokens']:,}", f(row[none]["bits_per_byte"], ".4f"),
+                f(row[match]["bits_per_byte"], ".4f"), f"{row[match]['gain_percent']:+.2f}%",
+                f(row[adapt]["bits_per_byte"], ".4f"), f"{row[adapt]['gain_percent']:+.2f}%",
+                f"{row['mixed_streams']}/{row['streams']} / {row['adapted_streams']}/{row['streams']}",
+                f(row["xz_bits_per_byte"], ".3f"),
+                f"{row[none]['seconds']:.0f} / {row[match]['seconds']:.0f} / {row[adapt]['seconds']:.0f}"]
+               for row in r["rows"]]),
         "",
-        "The LLM already sees its window (1,024 tokens at the default level, half of them carried), so the match "
-        "model pays where text repeats beyond it, as logs and code do. Each stream is mixed only where that codes it "
-        "shorter (one flag symbol per stream says which), so on text where the LLM predicts repeats as well, mixing "
-        "costs no more than that bit.",
+        "Gains are against no mixer. The LLM already sees its window (1,024 tokens at the default level, half of them "
+        "carried), so the match model pays where text repeats beyond it, as logs and code do. The logit bias pays "
+        "where a text's own vocabulary (names, spelling, recurring words) differs from what the model expects overall, "
+        "and more the longer the text: it learns from every coded token of its stream. Each stream's flag symbol says "
+        "which of the four ways coded it (neither, match, bias, both): the shortest.",
     ]
     return "\n".join(lines) + "\n"
 

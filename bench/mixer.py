@@ -1,12 +1,14 @@
-"""What the match model and mixer gain, in real bytes, on text with long-range repetition and without.
+"""What the match model and the logit bias gain, in real bytes, on text with long-range repetition and without.
 
     python bench/mixer.py bench/data/dpkg.log llmzip/codec.py FORMAT.md ../shared/corpus/alice29.txt \
         --bytes 12288 --threads 2 --out bench/results/mixer.json
 
-The first BYTES of each file are compressed twice at the default level with the embedded default
-model: without a mixer (`mixer="none"`) and with the default `match-v1`. Both files come from the
-same model calls on the same windows, so their difference is what mixing gains; each coded stream
-of the second is mixed only if that coded it shorter, and the table says how many were. xz -9e on
+The first BYTES of each file are compressed three times at the default level with the embedded
+default model: without a mixer (`mixer="none"`), with the match model (`match-v1`) and with the
+default `adapt-v1` (a logit bias learned while coding, plus the match model). All three come from
+the same model calls on the same windows, so their differences are what each part gains; each
+coded stream is mixed (and adapted) only where that coded it shorter, and the table says how many
+were. xz -9e on
 the same bytes is shown for scale. The files are sized, not decoded (tests/test_match.py
 round-trips mixed files at several decoder batches). Then `python bench/make_results.py --write`
 renders the section of bench/RESULTS.md.
@@ -23,18 +25,26 @@ from pathlib import Path
 import llmzip  # noqa: I001  (sets the thread wait policy before torch loads)
 import torch
 from llmzip.coder import StreamDecoder
-from llmzip.container import MIXER_CODES, NO_MIXER, StreamReader
+from llmzip.container import ADAPT_MIXER, MIXER_CODES, NO_MIXER, StreamReader
 from llmzip.levels import DEFAULT_LEVEL
 from llmzip.measure.bench import run_record
 from llmzip.portable.coding import read_mixing_flag
 
 
-def mixed_streams(blob: bytes) -> tuple[int, int]:
-    """(streams flagged as mixed, all streams) of a match-v1 file: each stream's first symbol."""
+def stream_flags(blob: bytes, adapt: bool = False) -> list:
+    """Each stream's first symbol in a mixer file: mixed (match-v1), or (mixed, adapted) (adapt-v1)."""
     reader = StreamReader(io.BytesIO(blob))
     header, _ = reader.read_header()
-    flags = [read_mixing_flag(StreamDecoder(s)) for block, _ in reader.blocks(header) for s in block.streams]
+    return [read_mixing_flag(StreamDecoder(s), adapt) for block, _ in reader.blocks(header) for s in block.streams]
+
+
+def mixed_streams(blob: bytes) -> tuple[int, int]:
+    """(streams flagged as mixed, all streams) of a match-v1 file."""
+    flags = stream_flags(blob)
     return sum(flags), len(flags)
+
+
+MIXERS = (NO_MIXER, MIXER_CODES[0], ADAPT_MIXER)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -49,27 +59,28 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     for path in args.files:
         data = path.read_bytes()[: args.bytes]
-        sizes, seconds = {}, {}
-        for mixer in (NO_MIXER, MIXER_CODES[0]):
+        sizes, seconds, blobs = {}, {}, {}
+        for mixer in MIXERS:
             started = time.perf_counter()
-            blob = llmzip.Codec(model, preset=DEFAULT_LEVEL, mixer=mixer).compress(data)
-            seconds[mixer], sizes[mixer] = time.perf_counter() - started, len(blob)
-        mixed, streams = mixed_streams(blob)
-        row = {"file": path.name, "bytes": len(data), "tokens": llmzip.inspect(blob).tokens,
-               "plain_bytes": sizes[NO_MIXER], "mixed_bytes": sizes[MIXER_CODES[0]],
-               "plain_bits_per_byte": 8 * sizes[NO_MIXER] / len(data),
-               "mixed_bits_per_byte": 8 * sizes[MIXER_CODES[0]] / len(data),
-               "gain_percent": 100 * (1 - sizes[MIXER_CODES[0]] / sizes[NO_MIXER]),
-               "mixed_streams": mixed, "streams": streams,
-               "plain_seconds": seconds[NO_MIXER], "mixed_seconds": seconds[MIXER_CODES[0]],
+            blobs[mixer] = llmzip.Codec(model, preset=DEFAULT_LEVEL, mixer=mixer).compress(data)
+            seconds[mixer], sizes[mixer] = time.perf_counter() - started, len(blobs[mixer])
+        mixed, streams = mixed_streams(blobs[MIXER_CODES[0]])
+        adapted_flags = stream_flags(blobs[ADAPT_MIXER], adapt=True)
+        row = {"file": path.name, "bytes": len(data), "tokens": llmzip.inspect(blobs[NO_MIXER]).tokens,
+               "streams": streams, "mixed_streams": mixed,
+               "adapted_streams": sum(biased for _, biased in adapted_flags),
+               "adapted_mixed_streams": sum(on for on, _ in adapted_flags),
                "xz_bits_per_byte": 8 * len(lzma.compress(data, preset=9 | lzma.PRESET_EXTREME)) / len(data)}
+        for mixer in MIXERS:
+            row[mixer] = {"bytes": sizes[mixer], "bits_per_byte": 8 * sizes[mixer] / len(data), "seconds": seconds[mixer],
+                          "gain_percent": 100 * (1 - sizes[mixer] / sizes[NO_MIXER])}
         rows.append(row)
-        print(f"{path.name:16s} {len(data)} bytes: {row['plain_bits_per_byte']:.4f} -> {row['mixed_bits_per_byte']:.4f} "
-              f"bits/byte ({row['gain_percent']:+.2f}%), {mixed}/{streams} streams mixed; "
-              f"{seconds[NO_MIXER]:.0f} s / {seconds[MIXER_CODES[0]]:.0f} s", flush=True)
+        print(f"{path.name:16s} {len(data)} bytes: " + ", ".join(
+            f"{m} {row[m]['bits_per_byte']:.4f} ({row[m]['gain_percent']:+.2f}%, {row[m]['seconds']:.0f} s)" for m in MIXERS),
+            flush=True)
     payload = {
         **run_record(args.threads, argv),
-        "settings": {"bytes": args.bytes, "level": DEFAULT_LEVEL, "model": model.name, "mixer": MIXER_CODES[0]},
+        "settings": {"bytes": args.bytes, "level": DEFAULT_LEVEL, "model": model.name, "mixers": list(MIXERS)},
         "rows": rows,
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -119,8 +119,10 @@ def _add_model_options(p: argparse.ArgumentParser, coding: bool) -> None:
         p.add_argument("--lane-tokens", type=int, default=None,
                        help="tokens per lane, the unit a decoder goes through window after window (default: the level's)")
         p.add_argument("--mixer", choices=MIXER_CODES, default=None,
-                       help=f"second model mixed into the LLM's frequencies: {MIXER_CODES[0]} (a match model that "
-                            "predicts repeats of earlier text; the portable engine's default) or none")
+                       help=f"what adapts the LLM's frequencies to the text: {MIXER_CODES[2]} (a logit bias learned "
+                            f"while coding, plus the match model; the portable engine's default from level 2), "
+                            f"{MIXER_CODES[0]} (a match model that predicts repeats of earlier text; level 1's "
+                            "default) or none")
         p.add_argument("--batch", type=int, default=None,
                        help="windows per model call (portable engine: 1 on CPU, on GPU from free memory, not "
                             "recorded; float engines: 16 on CPU, on GPU from free memory up to 512, recorded)")
@@ -468,6 +470,12 @@ def _cmd_info(args) -> int:
     return status
 
 
+_MIXER_DESCRIPTIONS = {
+    MIXER_CODES[0]: "a match model mixed into the model's frequencies",
+    MIXER_CODES[2]: "a logit bias learned while coding, and a match model mixed into the frequencies",
+}
+
+
 def _describe(name: str, info: FileInfo) -> str:
     """Everything the file records (fields left at their defaults included), then its blocks."""
     h = info.header
@@ -487,7 +495,7 @@ def _describe(name: str, info: FileInfo) -> str:
         ("layout", f"windows of {h.context} tokens, {h.carry} of them carried context, lanes of {h.lane_size} "
                    f"tokens, {h.windows_per_stream()} lanes per stream" if h.carry or h.lane_size != h.context
          else f"windows of {h.context} tokens, each from BOS, {h.windows_per_stream()} per stream"),
-        ("mixer", h.mixer if h.mixer == NO_MIXER else f"{h.mixer} (a match model mixed into the model's frequencies)"),
+        ("mixer", h.mixer if h.mixer == NO_MIXER else f"{h.mixer} ({_MIXER_DESCRIPTIONS.get(h.mixer, 'unknown to this llmzip')})"),
         ("parameters", f"batch {h.batch}, "
                        f"dtype {h.dtype}, device {h.device_class}, threads {h.threads}, engine {h.engine}, "
                        f"attention {h.attention}, quantizer {h.quantizer}, precision {h.precision} bits, "

@@ -163,8 +163,9 @@ class Codec:
     `model` is a LoadedModel, or a spec for `load_model`: None for the embedded default, a model
     folder, a .gguf file or a hub id. `preset` is the compression level (`llmzip.levels`, 1 to 9);
     `context`, `carry` and `lane_tokens` override its window layout (see `llmzip.schedule`).
-    `mixer` is what is mixed into the model's frequencies: "match-v1" (the portable engine's
-    default, see `llmzip.match`) or "none". Decompression takes all of these from the file.
+    `mixer` is what is mixed into the model's frequencies: "adapt-v1" (a logit bias learned while
+    coding, `llmzip.adapt`, plus the match model: the portable engine's default from level 2 on),
+    "match-v1" (the match model alone, `llmzip.match`: level 1's default) or "none". Decompression takes all of these from the file.
     """
 
     def __init__(self, model: LoadedModel | str | None = None, *, preset: int | None = None,
@@ -176,7 +177,7 @@ class Codec:
         self.engine = _choose_engine(engine, quantizer, self.model)
         self.layout = self._layout(preset, context, carry, lane_tokens)
         self.context = self.layout.context
-        self.mixer = self._mixer(mixer)
+        self.mixer = self._mixer(mixer, preset)
         if stream_windows < 1:
             raise UnsupportedParameterError(f"stream_windows must be positive, not {stream_windows}")
         self._portable: PortableLlama | None = None
@@ -210,9 +211,9 @@ class Codec:
         if not 0 <= self.threads <= 4096:
             raise UnsupportedParameterError(f"threads must be between 1 and 4096, not {threads}")
 
-    def _mixer(self, mixer: str | None) -> str:
+    def _mixer(self, mixer: str | None, preset: int | None) -> str:
         if mixer is None:
-            return container.MIXER_CODES[0] if self.engine == PORTABLE_ENGINE else container.NO_MIXER
+            return levels.mixer_for(preset) if self.engine == PORTABLE_ENGINE else container.NO_MIXER
         if mixer not in container.MIXER_CODES:
             raise UnsupportedParameterError(f"unknown mixer {mixer!r}; choose one of {', '.join(container.MIXER_CODES)}")
         if mixer != container.NO_MIXER and self.engine != PORTABLE_ENGINE:

@@ -1,16 +1,19 @@
 """Compression levels, gzip's -1 ... -9 and lzma's `preset=`: points on the speed/ratio curve.
 
-A level only chooses the window layout (`schedule.Layout`): how many tokens each model call sees,
+A level chooses the window layout (`schedule.Layout`): how many tokens each model call sees,
 how many of them are context carried over from the text before, and how long the lanes are that
 a decoder must go through one window after another. More context codes better; more carried
 context costs the encoder more forward work per coded token; longer lanes leave the decoder fewer
-lanes to step side by side. The file header records the layout, so decoding needs no level.
+lanes to step side by side. It also chooses the portable engine's default mixer: from level 2 on,
+a logit bias learned while coding (`llmzip.adapt`), which the encoder computes step by step. The
+file header records both, so decoding needs no level.
 
 Each level is a point of the measured sweep in bench/levels.py (bench/RESULTS.md, "Compression
 levels"); the default is the one that sweep picked.
 """
 from __future__ import annotations
 
+from .container import ADAPT_MIXER, MIXER_CODES
 from .errors import UnsupportedParameterError
 from .schedule import Layout
 
@@ -30,6 +33,18 @@ LEVELS: dict[int, Layout] = {
 # decoder's KV cache, read at every step, grows with the context.
 DEFAULT_LEVEL = 5
 FASTEST, BEST = min(LEVELS), max(LEVELS)
+
+
+# Level 1 is the fastest: its encoder stays one full-sequence pass. From level 2 on the encoder
+# also steps each stream's output layer and quantizer through the coding order to train the bias.
+ADAPT_FROM = 2
+
+
+def mixer_for(preset: int | None) -> str:
+    """The portable engine's default mixer at a level (None: the default level)."""
+    level = DEFAULT_LEVEL if preset is None else preset
+    layout_for(level)  # refuses a level that does not exist
+    return ADAPT_MIXER if level >= ADAPT_FROM else MIXER_CODES[0]
 
 
 def layout_for(preset: int | None) -> Layout:

@@ -80,8 +80,11 @@ def test_llmzip_fields_are_consistent(records):
             (ts - r.real_bits_per_token + r.bias) / math.log2(r.flops_per_token))
         assert r.capacity_estimate == pytest.approx(
             information_capacity(ts, r.estimate_bits_per_token, r.flops_per_token, r.bias))
-        # the real size pays for header, side bytes and coding: it is above the estimate
-        assert r.capacity_real < r.capacity_estimate
+        # The real size pays for header and side bytes beyond the coded streams. The estimate is the
+        # LLM's own cross-entropy, without the logit bias the default mixer learns (recorded in the
+        # settings), so with a tiny random model the real size can fall below it.
+        assert r.real_bits_per_token > 8 * r.stream_bytes / r.tokens
+        assert r.settings.endswith("mixer adapt-v1" if "int-v1" in r.settings else "mixer none")  # portable or float engine
     mixed = [r for r in llm if r.file.endswith("mixed.bin")]
     assert all(r.side_bytes > 0 for r in mixed)
 

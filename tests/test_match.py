@@ -12,7 +12,7 @@ import pytest
 from llmzip import Codec, UnsupportedParameterError, inspect
 from llmzip.cli import main
 from llmzip.coder import StreamDecoder
-from llmzip.container import MIXER_CODES, NO_MIXER, V5_FIELDS, StreamReader
+from llmzip.container import ADAPT_MIXER, MIXER_CODES, NO_MIXER, V5_FIELDS, StreamReader
 from llmzip.match import MATCH_ORDER, MatchModel, Mixer, mix_interval, mix_table
 from llmzip.portable.coding import read_mixing_flag
 from llmzip.quantize import TOTAL
@@ -88,7 +88,7 @@ def _repetitive(alice: bytes) -> bytes:
 @pytest.mark.parametrize("context,carry,lane_tokens", [(24, 12, 60), (16, 0, 16), (32, 8, 1000)])
 def test_mixed_files_round_trip_at_any_decoder_batch(llama, alice, context, carry, lane_tokens, monkeypatch):
     data = _repetitive(alice)
-    codec = Codec(llama, context=context, carry=carry, lane_tokens=lane_tokens, stream_windows=2)
+    codec = Codec(llama, context=context, carry=carry, lane_tokens=lane_tokens, stream_windows=2, mixer=MIXER_CODES[0])
     blob = codec.compress(data)
     assert inspect(blob).header.mixer == MIXER_CODES[0]
     for per_call in (1, 2, 50):
@@ -98,9 +98,9 @@ def test_mixed_files_round_trip_at_any_decoder_batch(llama, alice, context, carr
 
 def test_mixing_pays_on_repetition_and_is_recorded(llama, alice):
     data = _repetitive(alice)
-    layout = dict(context=64, carry=32, lane_tokens=4096)
+    layout = dict(context=64, carry=32, lane_tokens=4096, mixer=MIXER_CODES[0])
     mixed = Codec(llama, **layout).compress(data)
-    plain = Codec(llama, **layout, mixer=NO_MIXER).compress(data)
+    plain = Codec(llama, **{**layout, "mixer": NO_MIXER}).compress(data)
     assert len(mixed) < 0.6 * len(plain)  # a tiny random model cannot see the repeats; the match model does
     assert inspect(plain).header.mixer == NO_MIXER
     assert Codec(llama).decompress(plain) == data
@@ -114,7 +114,8 @@ def test_mixer_choices_and_refusals(llama, gpt2):
         Codec(gpt2, mixer=MIXER_CODES[0])
     assert Codec(gpt2).mixer == NO_MIXER
     default = {f.name: f.default for f in V5_FIELDS}["mixer"]
-    assert Codec(llama).mixer == default  # the portable engine's default is the header's: no byte spent
+    assert Codec(llama, preset=1).mixer == default  # the fastest level's is the header's: no byte spent
+    assert Codec(llama).mixer == Codec(llama, preset=9).mixer == ADAPT_MIXER  # from level 2 on: the logit bias too
 
 
 def test_cli_mixer_option(llama_dir, tmp_path, capsys):
@@ -137,7 +138,7 @@ def _stream_flags(blob: bytes) -> list[int]:
 
 def test_each_stream_is_mixed_only_where_that_codes_shorter(llama, alice):
     repeated = _repetitive(alice)
-    layout = dict(context=32, carry=8, lane_tokens=64, stream_windows=1)  # one lane per stream
+    layout = dict(context=32, carry=8, lane_tokens=64, stream_windows=1, mixer=MIXER_CODES[0])  # one lane per stream
     data = alice[:400] + repeated  # the first lanes hold prose seen once, the later ones repeats
     blob = Codec(llama, **layout).compress(data)
     flags = _stream_flags(blob)

@@ -464,7 +464,8 @@ def _model_record(codec, spec: str | None, name: str, data: bytes, file_bytes: i
     est_bpt = _div(stats.cross_entropy_bits, tokens)
     rec = BenchRecord(
         file=name, compressor=m.name, kind="llmzip",
-        settings=f"context {codec.context}, batch {codec.batch}, {m.dtype_name}, {m.device.type}, {codec.quantizer}",
+        settings=f"context {codec.context}, batch {codec.batch}, {m.dtype_name}, {m.device.type}, {codec.quantizer}, "
+                 f"mixer {codec.mixer}",
         original_bytes=stats.original_bytes, file_bytes=file_bytes,
         compressed_bytes=stats.compressed_bytes, bits_per_byte=_div(8.0 * stats.compressed_bytes, total),
         round_trip_verified=verified,
