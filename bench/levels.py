@@ -56,6 +56,7 @@ def measure_level(model: llmzip.LoadedModel, level: int, slices: dict[str, bytes
     layout = codec.layout
     return {
         "level": level, "context": layout.context, "carry": layout.carry, "lane_tokens": layout.lane_size,
+        "mixer": codec.mixer,
         "bits_per_byte": 8 * sum(r["compressed_bytes"] for r in rows) / total,
         "stream_bits_per_byte": 8 * sum(r["stream_bytes"] for r in rows) / total,
         "estimate_bits_per_byte": sum(r["cross_entropy_bits"] for r in rows) / total,

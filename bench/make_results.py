@@ -547,10 +547,10 @@ def levels_section(path: Path) -> str:
     for lv in r["levels"]:
         default = " (default)" if lv["level"] == settings["default_level"] else ""
         rows.append([f"-{lv['level']}{default}", str(lv["context"]), str(lv["carry"]), f"{lv['lane_tokens']:,}",
-                     f(lv["bits_per_byte"], ".4f"), f(lv["stream_bits_per_byte"], ".4f"),
+                     lv.get("mixer", MIXER_BEFORE_ADAPT), f(lv["bits_per_byte"], ".4f"), f(lv["stream_bits_per_byte"], ".4f"),
                      f(lv["estimate_bits_per_byte"], ".4f"), f(lv["compress_tokens_per_s"], ".1f"),
                      f(lv["decompress_tokens_per_s"], ".1f")])
-    lines.append(table(["level", "context", "carried", "lane tokens", "bits/byte (file)", "bits/byte (streams)",
+    lines.append(table(["level", "context", "carried", "lane tokens", "mixer", "bits/byte (file)", "bits/byte (streams)",
                         "estimate", "compress tok/s", "decompress tok/s"], rows))
     if levels_plot(r, RESULTS / "levels.png"):
         lines += ["", "![bits per byte against tokens per second, per level](results/levels.png)"]
@@ -558,8 +558,9 @@ def levels_section(path: Path) -> str:
     if whole.is_file():
         w = json.loads(whole.read_text())
         lines += ["", f"Whole files ({w['date']}, `{w['command']}`):", ""]
-        lines.append(table(["level", "file", "bytes", "llmzip bytes", "bits/byte (file)", "bits/byte (streams)"],
-                           [[f"-{lv['level']}", row["file"], f"{row['original_bytes']:,}", f"{row['compressed_bytes']:,}",
+        lines.append(table(["level", "mixer", "file", "bytes", "llmzip bytes", "bits/byte (file)", "bits/byte (streams)"],
+                           [[f"-{lv['level']}", lv.get("mixer", MIXER_BEFORE_ADAPT), row["file"], f"{row['original_bytes']:,}",
+                             f"{row['compressed_bytes']:,}",
                              f(8 * row["compressed_bytes"] / row["original_bytes"], ".4f"),
                              f(8 * row["stream_bytes"] / row["original_bytes"], ".4f")]
                             for lv in w["levels"] for row in lv["rows"]]))
@@ -610,6 +611,9 @@ def boundary_section(path: Path) -> str:
         f"{8 * lanes_per_mib * r['bytes_per_lane_start'] / (1 << 20):.4f} bits per byte.",
     ]
     return "\n".join(lines) + "\n"
+
+
+MIXER_BEFORE_ADAPT = "match-v1"  # every level's default mixer until adapt-v1 (runs before then did not record it)
 
 
 def mixer_section(path: Path) -> str:

@@ -25,7 +25,7 @@ from ..errors import FormatError
 from ..adapt import LogitBias
 from ..match import MatchModel, Mixer, mix_interval, mix_table
 from ..quantize import TOTAL, frequencies_integer, tables_integer
-from .llama import PortableLlama, join_rows
+from .llama import Activations, PortableLlama, join_rows
 
 
 @dataclass
@@ -88,7 +88,7 @@ def _window_intervals(engine: PortableLlama, ids: list[int], windows: list[sched
     coded through a `LogitBias` trained in the coding order (`_adapted_intervals`), from the same
     forwards, and returned second (else None)."""
     out = {}
-    kept: list[tuple[list[schedule.Window], object, int]] = []
+    kept: list[tuple[list[schedule.Window], Activations, int]] = []
     for call, x, span in _calls(engine, ids, windows, bos, windows_per_call):
         targets = _call_targets(ids, call, span, predicted)
         low, freq, nll_bits = (t.cpu() for t in engine.head_intervals(x, targets.to(engine.device)))
@@ -103,7 +103,7 @@ def _window_intervals(engine: PortableLlama, ids: list[int], windows: list[sched
 
 
 def _adapted_intervals(engine: PortableLlama, ids: list[int], rounds: list[list[schedule.Window]],
-                       calls: list[tuple[list[schedule.Window], object, int]],
+                       calls: list[tuple[list[schedule.Window], Activations, int]],
                        predicted: dict[schedule.Window, np.ndarray] | None) -> dict[schedule.Window, np.ndarray]:
     """The intervals `_window_intervals` gives, but from logits plus a stream's `LogitBias`, which
     learns after every step of the coding order: one step of the stream's lanes at a time."""
@@ -114,6 +114,7 @@ def _adapted_intervals(engine: PortableLlama, ids: list[int], rounds: list[list[
             where[w] = base + row * span
         base += len(call) * span
     x = join_rows([x for _, x, _ in calls])
+    calls.clear()  # the joined rows replace the calls' own: one copy in memory, not two
     bias = LogitBias(engine.vocab_size, engine.device)
     columns = 1 if predicted is None else 2
     out = {w: np.zeros((w.length, 2 * columns), dtype=np.int64) for round_windows in rounds for w in round_windows}
