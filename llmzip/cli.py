@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import BinaryIO, Iterator
 
 from . import __version__
-from .container import MAX_BLOCK_RAW_BYTES, MIXER_CODES, NO_MIXER, Header, StreamReader
+from .container import ADAPT_MIXER, MAX_BLOCK_RAW_BYTES, MIXER_CODES, NO_MIXER, Header, StreamReader
 from .errors import LLMZipError
 from .info import FileInfo, decode_settings, inspect
 
@@ -119,7 +119,7 @@ def _add_model_options(p: argparse.ArgumentParser, coding: bool) -> None:
         p.add_argument("--lane-tokens", type=int, default=None,
                        help="tokens per lane, the unit a decoder goes through window after window (default: the level's)")
         p.add_argument("--mixer", choices=MIXER_CODES, default=None,
-                       help=f"what adapts the LLM's frequencies to the text: {MIXER_CODES[2]} (a logit bias learned "
+                       help=f"what adapts the LLM's frequencies to the text: {ADAPT_MIXER} (a logit bias learned "
                             f"while coding, plus the match model; the portable engine's default from level 2), "
                             f"{MIXER_CODES[0]} (a match model that predicts repeats of earlier text; level 1's "
                             "default) or none")
@@ -472,7 +472,7 @@ def _cmd_info(args) -> int:
 
 _MIXER_DESCRIPTIONS = {
     MIXER_CODES[0]: "a match model mixed into the model's frequencies",
-    MIXER_CODES[2]: "a logit bias learned while coding, and a match model mixed into the frequencies",
+    ADAPT_MIXER: "a logit bias learned while coding, and a match model mixed into the frequencies",
 }
 
 

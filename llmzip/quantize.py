@@ -101,13 +101,31 @@ def frequencies_integer(logits: torch.Tensor) -> torch.Tensor:
         from .kernels import integer_quantize
 
         return integer_quantize.frequencies(logits)
-    freqs = torch.empty(logits.shape, dtype=torch.int64, device=logits.device)
+    return _integer_tables(logits, vocab)[0]
+
+
+def _integer_tables(logits: torch.Tensor, vocab: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """int-v1 in torch, a block of rows at a time: the tables (rows, V), and per row the first
+    maximal logit's index and sum(w), (rows, 1) each (what -log2 p needs, `_nll_bits`)."""
+    tables = torch.empty(logits.shape, dtype=torch.int64, device=logits.device)
+    tops, totals = [], []
     for first in range(0, logits.shape[0], _INTEGER_BLOCK_ROWS):
         last = min(logits.shape[0], first + _INTEGER_BLOCK_ROWS)
-        shares, top, _ = _integer_block(logits[first:last])
+        shares, top, total = _integer_block(logits[first:last])
         remainder = (TOTAL - vocab) - shares.sum(dim=-1, keepdim=True)
-        torch.add(shares, 1, out=freqs[first:last]).scatter_add_(-1, top, remainder)
-    return freqs
+        torch.add(shares, 1, out=tables[first:last]).scatter_add_(-1, top, remainder)
+        tops.append(top)
+        totals.append(total)
+    return tables, torch.cat(tops), torch.cat(totals)
+
+
+def _nll_bits(logits: torch.Tensor, top: torch.Tensor, total: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    """-log2 p of the tokens `index` under the engine's softmax before quantization (float64):
+    log2(sum(w)) - 30 plus the token's gap below the top logit, in bits."""
+    from .portable.llama import FRACTION
+
+    gap_bits = (logits.gather(-1, top) - logits.gather(-1, index)).double() / (1 << FRACTION)
+    return torch.log2(total.double()) - 30 + gap_bits
 
 
 def intervals_integer(logits: torch.Tensor, tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -116,8 +134,6 @@ def intervals_integer(logits: torch.Tensor, tokens: torch.Tensor) -> tuple[torch
     size, in float64). low = the shares below the token, plus one per token below it, plus the
     remainder if the top token is below it. `tokens` (rows,) gives one token per row; (rows, k)
     gives k, and every output is then (rows, k)."""
-    from .portable.llama import FRACTION
-
     vocab = _checked_vocab(logits)
     index = tokens.reshape(logits.shape[0], -1).long()  # one or more tokens per row
     on_cpu = logits.device.type == "cpu"
@@ -137,8 +153,7 @@ def intervals_integer(logits: torch.Tensor, tokens: torch.Tensor) -> tuple[torch
         parts.append((share, below, shares_total, top, total))
     share, below, shares_total, top, total = (torch.cat(column) for column in zip(*parts))
     remainder = (TOTAL - vocab) - shares_total
-    gap_bits = (logits.gather(-1, top) - logits.gather(-1, index)).double() / (1 << FRACTION)
-    nll_bits = torch.log2(total.double()) - 30 + gap_bits
+    nll_bits = _nll_bits(logits, top, total, index)
     low = below + index + torch.where(top < index, remainder, 0)
     freq = share + 1 + torch.where(top == index, remainder, 0)
     if tokens.dim() == 1:
@@ -151,24 +166,11 @@ def tables_integer(logits: torch.Tensor, tokens: torch.Tensor
     """`frequencies_integer`'s tables (rows, V) together with what `intervals_integer` gives for
     `tokens` (rows, k): (tables, low, frequency, -log2 p), from one pass of the quantizer. For
     coders that need the whole table as well as the coded intervals (`llmzip.adapt` learns from it)."""
-    from .portable.llama import FRACTION
-
-    vocab = _checked_vocab(logits)
     index = tokens.reshape(logits.shape[0], -1).long()
-    tables = torch.empty(logits.shape, dtype=torch.int64, device=logits.device)
-    totals, tops = [], []
-    for first in range(0, logits.shape[0], _INTEGER_BLOCK_ROWS):
-        last = min(logits.shape[0], first + _INTEGER_BLOCK_ROWS)
-        shares, top, total = _integer_block(logits[first:last])
-        remainder = (TOTAL - vocab) - shares.sum(dim=-1, keepdim=True)
-        torch.add(shares, 1, out=tables[first:last]).scatter_add_(-1, top, remainder)
-        totals.append(total)
-        tops.append(top)
+    tables, top, total = _integer_tables(logits, _checked_vocab(logits))
     freq = tables.gather(-1, index)
     low = tables.cumsum(dim=-1).gather(-1, index) - freq
-    top, total = torch.cat(tops), torch.cat(totals)
-    gap_bits = (logits.gather(-1, top) - logits.gather(-1, index)).double() / (1 << FRACTION)
-    return tables, low, freq, torch.log2(total.double()) - 30 + gap_bits
+    return tables, low, freq, _nll_bits(logits, top, total, index)
 
 
 def quantizer_id(name: str, vocab: int) -> str:
