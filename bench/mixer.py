@@ -28,20 +28,20 @@ from llmzip.coder import StreamDecoder
 from llmzip.container import ADAPT_MIXER, MIXER_CODES, NO_MIXER, StreamReader
 from llmzip.levels import DEFAULT_LEVEL
 from llmzip.measure.bench import run_record
-from llmzip.portable.coding import read_mixing_flag
+from llmzip.portable.coding import StreamFlag, read_stream_flag
 
 
-def stream_flags(blob: bytes, adapt: bool = False) -> list:
+def stream_flags(blob: bytes, adapt: bool = False) -> list[StreamFlag]:
     """Each stream's first symbol in a mixer file: mixed (match-v1), or (mixed, adapted) (adapt-v1)."""
     reader = StreamReader(io.BytesIO(blob))
     header, _ = reader.read_header()
-    return [read_mixing_flag(StreamDecoder(s), adapt) for block, _ in reader.blocks(header) for s in block.streams]
+    return [read_stream_flag(StreamDecoder(s), adapt) for block, _ in reader.blocks(header) for s in block.streams]
 
 
 def mixed_streams(blob: bytes) -> tuple[int, int]:
     """(streams flagged as mixed, all streams) of a match-v1 file."""
     flags = stream_flags(blob)
-    return sum(flags), len(flags)
+    return sum(f.mixed for f in flags), len(flags)
 
 
 MIXERS = (NO_MIXER, MIXER_CODES[0], ADAPT_MIXER)
@@ -68,8 +68,8 @@ def main(argv: list[str] | None = None) -> int:
         adapted_flags = stream_flags(blobs[ADAPT_MIXER], adapt=True)
         row = {"file": path.name, "bytes": len(data), "tokens": llmzip.inspect(blobs[NO_MIXER]).tokens,
                "streams": streams, "mixed_streams": mixed,
-               "adapted_streams": sum(biased for _, biased in adapted_flags),
-               "adapted_mixed_streams": sum(on for on, _ in adapted_flags),
+               "adapted_streams": sum(f.biased for f in adapted_flags),
+               "adapted_mixed_streams": sum(f.mixed for f in adapted_flags),
                "xz_bits_per_byte": 8 * len(lzma.compress(data, preset=9 | lzma.PRESET_EXTREME)) / len(data)}
         for mixer in MIXERS:
             row[mixer] = {"bytes": sizes[mixer], "bits_per_byte": 8 * sizes[mixer] / len(data), "seconds": seconds[mixer],

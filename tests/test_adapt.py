@@ -12,7 +12,7 @@ from llmzip import Codec, inspect
 from llmzip.adapt import LIMIT, STEP, LogitBias
 from llmzip.coder import StreamDecoder
 from llmzip.container import ADAPT_MIXER, MIXER_CODES, StreamReader
-from llmzip.portable.coding import read_mixing_flag
+from llmzip.portable.coding import StreamFlag, read_stream_flag
 from llmzip.quantize import TOTAL
 
 
@@ -39,10 +39,10 @@ def _skewed(alice: bytes) -> bytes:
     return b" ".join(rng.choice(words) for _ in range(700))
 
 
-def _flags(blob: bytes) -> list[tuple[bool, bool]]:
+def _flags(blob: bytes) -> list[StreamFlag]:
     reader = StreamReader(io.BytesIO(blob))
     header, _ = reader.read_header()
-    return [read_mixing_flag(StreamDecoder(s), adapt=True) for block, _ in reader.blocks(header) for s in block.streams]
+    return [read_stream_flag(StreamDecoder(s), adapt=True) for block, _ in reader.blocks(header) for s in block.streams]
 
 
 @pytest.mark.parametrize("context,carry,lane_tokens", [(24, 12, 60), (16, 0, 16), (32, 8, 1000)])
@@ -51,7 +51,7 @@ def test_adapted_files_round_trip_at_any_batch(llama, alice, context, carry, lan
     codec = Codec(llama, context=context, carry=carry, lane_tokens=lane_tokens, stream_windows=2, mixer=ADAPT_MIXER)
     blob = codec.compress(data)
     assert inspect(blob).header.mixer == ADAPT_MIXER
-    assert any(biased for _, biased in _flags(blob))
+    assert any(f.biased for f in _flags(blob))
     assert Codec(llama, context=context, carry=carry, lane_tokens=lane_tokens, stream_windows=2, mixer=ADAPT_MIXER,
                  batch=3).compress(data) == blob  # the encoder's batch changes nothing
     for per_call in (1, 2, 50):

@@ -14,7 +14,7 @@ from llmzip.cli import main
 from llmzip.coder import StreamDecoder
 from llmzip.container import ADAPT_MIXER, MIXER_CODES, NO_MIXER, V5_FIELDS, StreamReader
 from llmzip.match import MATCH_ORDER, MatchModel, Mixer, mix_interval, mix_table
-from llmzip.portable.coding import read_mixing_flag
+from llmzip.portable.coding import read_stream_flag
 from llmzip.quantize import TOTAL
 
 
@@ -133,7 +133,7 @@ def test_cli_mixer_option(llama_dir, tmp_path, capsys):
 def _stream_flags(blob: bytes) -> list[int]:
     reader = StreamReader(io.BytesIO(blob))
     header, _ = reader.read_header()
-    return [int(read_mixing_flag(StreamDecoder(s))) for block, _ in reader.blocks(header) for s in block.streams]
+    return [int(read_stream_flag(StreamDecoder(s)).mixed) for block, _ in reader.blocks(header) for s in block.streams]
 
 
 def test_each_stream_is_mixed_only_where_that_codes_shorter(llama, alice):

@@ -14,7 +14,7 @@ the same mass in the same tables.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, NamedTuple
 
 import numpy as np
 import torch
@@ -25,7 +25,7 @@ from ..errors import FormatError
 from ..adapt import LogitBias
 from ..match import MatchModel, Mixer, mix_interval, mix_table
 from ..quantize import TOTAL, frequencies_integer, tables_integer
-from .llama import Activations, PortableLlama, join_rows
+from .llama import Activations, PortableLlama, head_rows, join_rows
 
 
 @dataclass
@@ -68,11 +68,15 @@ def _call_targets(ids: list[int], call: list[schedule.Window], span: int,
     prediction asks its target twice."""
     targets = torch.zeros((len(call), span, 1 if predicted is None else 2), dtype=torch.long)
     for row, w in enumerate(call):
-        targets[row, : w.length, 0] = torch.tensor(ids[w.start : w.start + w.length], dtype=torch.long)
-        if predicted is not None:
-            guess = torch.from_numpy(predicted[w])
-            targets[row, : w.length, 1] = torch.where(guess >= 0, guess, targets[row, : w.length, 0])
+        coded = torch.tensor(ids[w.start : w.start + w.length], dtype=torch.long)
+        targets[row, : w.length] = coded[:, None] if predicted is None else _asked(coded, torch.from_numpy(predicted[w]))
     return targets
+
+
+def _asked(coded: torch.Tensor, guesses: torch.Tensor) -> torch.Tensor:
+    """Coded tokens (n,) and the match model's guesses (n,), -1 for none, as the (n, 2) tokens
+    whose intervals are asked: a position without a guess asks its coded token twice."""
+    return torch.stack((coded, torch.where(guesses >= 0, guesses, coded)), dim=-1)
 
 
 def _window_intervals(engine: PortableLlama, ids: list[int], windows: list[schedule.Window], bos: int,
@@ -119,19 +123,44 @@ def _adapted_intervals(engine: PortableLlama, ids: list[int], rounds: list[list[
     columns = 1 if predicted is None else 2
     out = {w: np.zeros((w.length, 2 * columns), dtype=np.int64) for round_windows in rounds for w in round_windows}
     for round_windows in rounds:
-        for step, lanes, positions in _steps(round_windows):
+        for step, lanes, positions, logits in _step_logits(engine, x, where, round_windows):
             lane_windows = [round_windows[lane] for lane in lanes]
             targets = torch.tensor([[ids[p]] for p in positions], dtype=torch.long)
             if predicted is not None:
-                guesses = torch.tensor([int(predicted[w][step]) for w in lane_windows], dtype=torch.long)
-                targets = torch.cat([targets, torch.where(guesses >= 0, guesses, targets[:, 0])[:, None]], dim=1)
-            logits = bias.apply(engine.head_logits(x, torch.tensor([where[w] + step for w in lane_windows])))
-            tables, low, freq, _ = tables_integer(logits, targets.to(logits.device))
+                targets = _asked(targets[:, 0], torch.tensor([int(predicted[w][step]) for w in lane_windows]))
+            tables, low, freq, _ = tables_integer(bias.apply(logits), targets.to(logits.device))
             bias.update(tables, targets[:, 0])
             coded = torch.stack((low, freq), dim=-1).flatten(1).cpu().numpy()
             for w, row in zip(lane_windows, coded):
                 out[w][step] = row
     return out
+
+
+def _step_logits(engine: PortableLlama, x: Activations, where: dict[schedule.Window, int],
+                 windows: list[schedule.Window]):
+    """`_steps` of a round with each step's logits (lanes, V) before the bias. The bias needs
+    the steps one after another, but the logits do not: the output layer runs over the rows of
+    as many steps as fill one of its blocks, so its weights are read once per block, not per step."""
+    block = head_rows(engine.device)
+    pending: list[tuple[int, list[int], list[int]]] = []  # steps whose logits are not computed yet
+    rows = 0
+
+    def flush():
+        index = torch.tensor([where[windows[lane]] + step for step, lanes, _ in pending for lane in lanes])
+        logits = engine.head_logits(x, index)
+        first = 0
+        for step, lanes, positions in pending:
+            yield step, lanes, positions, logits[first : first + len(lanes)]
+            first += len(lanes)
+
+    for step, lanes, positions in _steps(windows):
+        if rows + len(lanes) > block and pending:
+            yield from flush()
+            pending, rows = [], 0
+        pending.append((step, lanes, positions))
+        rows += len(lanes)
+    if pending:
+        yield from flush()
 
 
 def _steps(windows: list[schedule.Window]):
@@ -196,12 +225,18 @@ def _flag_freq(adapt: bool) -> int:
     return TOTAL // (4 if adapt else 2)
 
 
-def read_mixing_flag(decoder: StreamDecoder, adapt: bool = False) -> tuple[bool, bool] | bool:
-    """A mixer file's stream's first symbol: whether the stream is mixed (match-v1), or whether it
-    is mixed and whether it is adapted (adapt-v1, `adapt`)."""
+class StreamFlag(NamedTuple):
+    """A mixer file's stream's first symbol: whether the match model is mixed in (match-v1,
+    adapt-v1) and whether the logits go through a logit bias (adapt-v1 only)."""
+    mixed: bool
+    biased: bool
+
+
+def read_stream_flag(decoder: StreamDecoder, adapt: bool = False) -> StreamFlag:
+    """Decode a stream's flag: two values under match-v1, four under adapt-v1 (`adapt`)."""
     values = 4 if adapt else 2
     flag = int(decoder.decode(torch.full((1, values), _flag_freq(adapt), dtype=torch.int64))[0])
-    return (bool(flag & 1), bool(flag & 2)) if adapt else bool(flag)
+    return StreamFlag(mixed=bool(flag & 1), biased=bool(flag & 2))
 
 
 def _stream(flag: int | None, lows: np.ndarray, freqs: np.ndarray, adapt: bool = False) -> tuple[bytes, float]:
@@ -271,9 +306,9 @@ def decode(engine: PortableLlama, streams: list[bytes], n_tokens: int, bos: int,
         decoders = [StreamDecoder(streams[first + g]) for g in range(len(call))]
         # Per stream: its flag says whether it is mixed (then its match model and mixer) and
         # whether it is adapted (then its logit bias).
-        flags = [read_mixing_flag(d, adapt) if mixing else False for d in decoders]
-        mixed = [f[0] if adapt else f for f in flags]
-        biases = [LogitBias(engine.vocab_size, engine.device) if adapt and f[1] else None for f in flags]
+        flags = [read_stream_flag(d, adapt) if mixing else StreamFlag(False, False) for d in decoders]
+        mixed = [f.mixed for f in flags]
+        biases = [LogitBias(engine.vocab_size, engine.device) if f.biased else None for f in flags]
         models = [MatchModel([w.start for w in rounds[0]], n_tokens) if on else None for rounds, on in zip(call, mixed)]
         mixers = [Mixer() if on else None for on in mixed]
         lanes = [len(rounds[0]) for rounds in call]  # lanes of each stream in the call
