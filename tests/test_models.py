@@ -86,3 +86,31 @@ def test_cache_location_follows_environment(monkeypatch, tmp_path):
 def test_kv_bytes_per_token(llama):
     # 2 layers x (keys + values) x 2 KV heads x head_dim 64/4 = 16 x 4 bytes of float32
     assert llama.kv_bytes_per_token == 2 * 2 * 2 * 16 * 4
+
+
+@pytest.mark.parametrize("site", [True, False])
+def test_checkout_kernels_folder_never_poses_as_top_level_kernels(site):
+    """Run from a checkout's root, the top-level folder kernels/ (llmzip.kernels) is on sys.path as
+    `kernels`, the name of Hugging Face's kernel hub, which transformers (5.25 on) imports. The name
+    must resolve to that package where it is installed, and be missing where nothing else provides
+    it (no site packages: `python -S`), never resolve to llmzip's kernels."""
+    import importlib.metadata
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    probe = "try:\n    import kernels\nexcept ModuleNotFoundError as e:\n    print(e.name)\nelse:\n    print(kernels.__file__)"
+    result = subprocess.run([sys.executable, *([] if site else ["-S"]), "-c", probe], cwd=root, capture_output=True,
+                            text=True, env={**os.environ, "PYTHONPATH": ""}, timeout=120)
+    assert result.returncode == 0, result.stderr
+    found = result.stdout.strip()
+    try:
+        installed = site and bool(importlib.metadata.distribution("kernels").files)
+    except importlib.metadata.PackageNotFoundError:
+        installed = False
+    if installed:
+        assert Path(found).is_file() and not Path(found).is_relative_to(root / "kernels"), found
+    else:
+        assert found == "kernels", found  # ModuleNotFoundError naming the module
