@@ -67,6 +67,24 @@ def test_golden_portable_file_decodes(default_codec, name, original):
     assert default_codec.decompress(blob) == expected
 
 
+@pytest.mark.parametrize("name,original,mixer", [("portable-v1.format5.llmz", "match-v1.txt", "match-v1"),
+                                                 ("adapt-v1.format5.llmz", "portable-v1.txt", "adapt-v1")])
+def test_golden_portable_file_is_encoded_again_exactly(default_codec, name, original, mixer):
+    """Today's encoder makes the current format's golden files again, bit for bit, with the
+    settings they were made with. The decoding test above guards old files; this one guards the
+    encoder's own paths (full-sequence forwards, the bias's stepped output layer in blocks of
+    steps, the choice among the ways to code a stream). An encoder that deliberately chooses
+    differently must still pass the decoding test, and then replaces these files."""
+    import llmzip
+
+    with open(os.path.join(GOLDEN, original), "rb") as f:
+        data = f.read()
+    codec = llmzip.Codec(default_codec.model, context=64, carry=32, lane_tokens=192, stream_windows=1, mixer=mixer,
+                         engine="portable")
+    with open(os.path.join(GOLDEN, name), "rb") as f:
+        assert codec.compress(data) == f.read()
+
+
 def test_default_model_prefill_equals_stepping_at_any_batch(default_codec):
     import torch
 
