@@ -492,8 +492,8 @@ def portable_section(path: Path) -> str:
 # Published whole-file figures of the two anchors (bits per byte), as bench/RESULTS.md quotes them.
 ANCHORS = [
     ("ts_zip (RWKV-169M, 8-bit weights)", "alice29.txt 1.142; enwik8 1.106", "https://bellard.org/ts_zip/"),
-    ("Nacrith (SmolLM2-135M + n-gram, match model, mixer; 2,048-token context)", "alice29.txt 0.918; enwik8 0.939",
-     "arXiv 2602.19626"),
+    ("Nacrith (SmolLM2-135M from ~500 MB of GGUF weights, + n-gram, adaptive bias head, match model, mixer; "
+     "2,048-token context)", "alice29.txt 0.918; enwik8 0.939", "arXiv 2602.19626"),
 ]
 
 
