@@ -286,6 +286,59 @@ def _mixed_intervals(ids: list[int], rounds: list[list[schedule.Window]], coded:
     return np.array(lows, dtype=np.int64), np.array(freqs, dtype=np.int64)
 
 
+class _DecodingStream:
+    """One coded stream in the decoder: its range decoder, and the adaptive parts its flag switches
+    on (a `LogitBias`; a match model and mixer), each fed its stream's steps in the coding order."""
+
+    def __init__(self, stream: bytes, rounds: list[list[schedule.Window]], n_tokens: int, vocab: int,
+                 device: torch.device, mixing: bool, adapt: bool) -> None:
+        self.decoder = StreamDecoder(stream)
+        flag = read_stream_flag(self.decoder, adapt) if mixing else StreamFlag(False, False)
+        self.bias = LogitBias(vocab, device) if flag.biased else None
+        self.match = MatchModel([w.start for w in rounds[0]], n_tokens) if flag.mixed else None
+        self.mixer = Mixer() if flag.mixed else None
+        self.lanes = len(rounds[0])
+
+    def step(self, logits: torch.Tensor, plain: torch.Tensor | None, lanes: list[int], positions: list[int]) -> np.ndarray:
+        """Decode one step's tokens of this stream's running `lanes` (coding `positions`) from the
+        engine's `logits` (rows, V) and, for a stream without a bias, their int-v1 tables `plain`
+        (computed for the whole call at once); then let each adaptive part learn from them."""
+        tables = plain if self.bias is None else frequencies_integer(self.bias.apply(logits))
+        coded = tables
+        if self.match is not None:
+            coded, updates = _mixed_tables(tables, self.match.predict(lanes, positions), self.mixer)
+        tokens = self.decoder.decode(coded)
+        if self.bias is not None:
+            self.bias.update(tables, torch.from_numpy(tokens))
+        if self.match is not None:
+            self.match.update(lanes, positions, tokens.tolist())
+            for (length, guess_freq, guess), token in zip(updates, tokens.tolist()):
+                if guess >= 0:
+                    self.mixer.update(length, guess_freq, token == guess)
+        return tokens
+
+
+def _round_windows(call: list[list[list[schedule.Window]]], lanes: list[int], r: int) -> list[schedule.Window | None]:
+    """Round `r`'s window of every row of a call (its streams' lanes one after another); None for a
+    lane without a window in this round (its row reads BOS)."""
+    members: list[schedule.Window | None] = []
+    for rounds, count in zip(call, lanes):
+        present = rounds[r] if r < len(rounds) else []
+        members += present + [None] * (count - len(present))
+    return members
+
+
+def _round_prefill(ids: np.ndarray, members: list[schedule.Window | None], bos: int, device: torch.device) -> torch.Tensor:
+    """A round's first input: BOS, then each window's carried context, decoded in earlier rounds
+    (every window of a round carries the same length)."""
+    prefix = next(w for w in members if w is not None).prefix
+    feed = torch.full((len(members), 1 + prefix), bos, dtype=torch.long)
+    for row, w in enumerate(members):
+        if w is not None and prefix:
+            feed[row, 1:] = torch.from_numpy(ids[w.start - prefix : w.start])
+    return feed.to(device)
+
+
 def decode(engine: PortableLlama, streams: list[bytes], n_tokens: int, bos: int, layout: schedule.Layout,
            per_stream: int, streams_per_call: int, on_tokens: Callable[[int], None] | None = None,
            mixing: bool = False, adapt: bool = False) -> list[int]:
@@ -303,62 +356,33 @@ def decode(engine: PortableLlama, streams: list[bytes], n_tokens: int, bos: int,
     ids = np.zeros(n_tokens, dtype=np.int64)
     for first in range(0, len(layouts), streams_per_call):
         call = layouts[first : first + streams_per_call]
-        decoders = [StreamDecoder(streams[first + g]) for g in range(len(call))]
-        # Per stream: its flag says whether it is mixed (then its match model and mixer) and
-        # whether it is adapted (then its logit bias).
-        flags = [read_stream_flag(d, adapt) if mixing else StreamFlag(False, False) for d in decoders]
-        mixed = [f.mixed for f in flags]
-        biases = [LogitBias(engine.vocab_size, engine.device) if f.biased else None for f in flags]
-        models = [MatchModel([w.start for w in rounds[0]], n_tokens) if on else None for rounds, on in zip(call, mixed)]
-        mixers = [Mixer() if on else None for on in mixed]
-        lanes = [len(rounds[0]) for rounds in call]  # lanes of each stream in the call
+        coded = [_DecodingStream(streams[first + g], rounds, n_tokens, engine.vocab_size, engine.device, mixing, adapt)
+                 for g, rounds in enumerate(call)]
+        lanes = [stream.lanes for stream in coded]
         offsets = np.cumsum([0] + lanes)  # the call's first row of each stream
-        row_stream = np.repeat(np.arange(len(call)), lanes)
         cache = engine.new_cache(int(offsets[-1]), layout.context)
         for r in range(max(len(rounds) for rounds in call)):
-            # The round's windows, one per row; rows whose lane has no window this round read BOS.
-            members: list[schedule.Window | None] = []
-            for rounds, count in zip(call, lanes):
-                present = rounds[r] if r < len(rounds) else []
-                members += present + [None] * (count - len(present))
-            active = [w for w in members if w is not None]
-            prefix = active[0].prefix
-            feed = torch.full((len(members), 1 + prefix), bos, dtype=torch.long)
-            for row, w in enumerate(members):
-                if w is not None and prefix:
-                    feed[row, 1:] = torch.from_numpy(ids[w.start - prefix : w.start])
-            feed = feed.to(engine.device)
+            members = _round_windows(call, lanes, r)
+            feed = _round_prefill(ids, members, bos, engine.device)
             cache.length = 0
             lengths = [w.length if w is not None else 0 for w in members]
             for step in range(max(lengths)):
                 logits = engine.forward(feed, cache, logits_from=feed.shape[1] - 1)[:, -1]
                 running = [row for row, length in enumerate(lengths) if length > step]
-                plain = [row for row in running if biases[row_stream[row]] is None]
-                freqs = frequencies_integer(logits[plain]) if plain else None
+                by_stream = [[row for row in running if offsets[g] <= row < offsets[g + 1]] for g in range(len(coded))]
+                # One int-v1 call for every row of the streams without a bias, in row order.
+                plain_rows = [row for rows, stream in zip(by_stream, coded) if stream.bias is None for row in rows]
+                plain = frequencies_integer(logits[plain_rows]) if plain_rows else None
                 tokens = np.full(len(members), bos, dtype=np.int64)  # what rows without a token read next
                 at = 0
-                for g, decoder in enumerate(decoders):
-                    rows = [row for row in running if offsets[g] <= row < offsets[g + 1]]
+                for g, (rows, stream) in enumerate(zip(by_stream, coded)):
                     if not rows:
                         continue
-                    if biases[g] is not None:
-                        tables = learned = frequencies_integer(biases[g].apply(logits[rows]))
-                    else:
-                        tables = freqs[at : at + len(rows)]
-                        at += len(rows)
-                    if mixed[g]:
-                        stream_lanes = [row - int(offsets[g]) for row in rows]
-                        positions = [members[row].start + step for row in rows]
-                        guesses = models[g].predict(stream_lanes, positions)
-                        tables, updates = _mixed_tables(tables, guesses, mixers[g])
-                    tokens[rows] = decoder.decode(tables)
-                    if biases[g] is not None:
-                        biases[g].update(learned, torch.from_numpy(tokens[rows]))
-                    if mixed[g]:
-                        models[g].update(stream_lanes, positions, tokens[rows].tolist())
-                        for (length, guess_freq, guess), token in zip(updates, tokens[rows].tolist()):
-                            if guess >= 0:
-                                mixers[g].update(length, guess_freq, token == guess)
+                    tables = None
+                    if stream.bias is None:
+                        tables, at = plain[at : at + len(rows)], at + len(rows)
+                    tokens[rows] = stream.step(logits[rows], tables, [row - int(offsets[g]) for row in rows],
+                                               [members[row].start + step for row in rows])
                 for row in running:
                     ids[members[row].start + step] = tokens[row]
                 feed = torch.from_numpy(tokens[:, None]).to(engine.device)
