@@ -66,3 +66,22 @@ def test_adapting_pays_where_the_words_are_few(llama, alice):
     matched = Codec(llama, **layout, mixer=MIXER_CODES[0]).compress(data)
     assert len(adapted) < 0.8 * len(matched)
     assert Codec(llama).decompress(adapted) == data
+
+
+def test_decoder_steps_plain_and_adapted_streams_together(llama, alice, monkeypatch):
+    """Streams of all four kinds (plain, mixed, biased, both) in one block, decoded in calls of 1,
+    2 and all streams: the decoder quantizes the unbiased streams' rows in one batch and each
+    biased stream's on its own, and must hand every stream its own rows."""
+    from llmzip.portable import coding
+
+    kinds = iter(range(1000))
+    monkeypatch.setattr(coding, "_shortest", lambda candidates: candidates[next(kinds) % len(candidates)])
+    data = _skewed(alice)[:1500]
+    layout = dict(context=24, carry=12, lane_tokens=60, stream_windows=2)
+    blob = Codec(llama, **layout, mixer=ADAPT_MIXER).compress(data)
+    monkeypatch.undo()
+    flags = _flags(blob)
+    assert {(f.mixed, f.biased) for f in flags} == {(False, False), (True, False), (False, True), (True, True)}
+    for per_call in (1, 2, len(flags)):
+        monkeypatch.setattr(Codec, "decode_streams_per_call", lambda self, h, n=per_call: n)
+        assert Codec(llama).decompress(blob) == data

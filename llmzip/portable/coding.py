@@ -209,10 +209,15 @@ def encode(engine: PortableLlama, ids: list[int], bos: int, layout: schedule.Lay
                 candidates.append(_stream(_flag(False, bool(biased)), *_plain_intervals(rounds, intervals), adapt))
                 candidates.append(_stream(_flag(True, bool(biased)), *_mixed_intervals(ids, rounds, intervals, predicted,
                                                                                        engine.vocab_size), adapt))
-            stream, bits = min(candidates, key=lambda coded_stream: len(coded_stream[0]))  # a tie keeps the first
+            stream, bits = _shortest(candidates)
         result.streams.append(stream)
         result.quantized_bits += bits
     return result
+
+
+def _shortest(candidates: list[tuple[bytes, float]]) -> tuple[bytes, float]:
+    """The stream the encoder keeps of the ways it coded one: the shortest (a tie keeps the first)."""
+    return min(candidates, key=lambda coded_stream: len(coded_stream[0]))
 
 
 def _flag(mixed: bool, biased: bool) -> int:
