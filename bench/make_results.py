@@ -624,22 +624,23 @@ def mixer_section(path: Path) -> str:
     if r is None:
         return "\n".join(lines) + "\n"
     env, st = r["environment"], r["settings"]
-    none, match, adapt = st["mixers"]
+    none, match, *adapts = st["mixers"]  # runs before adapt-v2 measured one bias rule
     lines += [
         f"- date: {r['date']}; machine: {env['cpu']}, {env['threads']} torch threads; torch {env['torch']}, "
         f"llmzip {env['llmzip']}; model {st['model']}, level -{st['level']}",
         f"- the first {st['bytes']:,} bytes of each file, compressed without a mixer, with {match} (the match model) "
-        f"and with {adapt} (a logit bias learned while coding, plus the match model), each stream mixed or adapted "
-        f"only where that codes it shorter; whole .llmz files; command: `{r['command']}`",
+        f"and with {' and '.join(adapts)} (a logit bias learned while coding, plus the match model), each stream mixed "
+        f"or adapted only where that codes it shorter; whole .llmz files; command: `{r['command']}`",
         "",
-        table(["file", "bytes", "tokens", "no mixer bits/byte", f"{match} bits/byte", "gain", f"{adapt} bits/byte",
-               "gain", "streams matched / adapted", "xz -9e bits/byte", "seconds (none / match / adapt)"],
+        table(["file", "bytes", "tokens", "no mixer bits/byte", f"{match} bits/byte", "gain"]
+              + [heading for adapt in adapts for heading in (f"{adapt} bits/byte", "gain")]
+              + [f"streams matched / adapted ({adapts[-1]})", "xz -9e bits/byte", f"seconds ({' / '.join(st['mixers'])})"],
               [[row["file"], f"{row['bytes']:,}", f"{row['tokens']:,}", f(row[none]["bits_per_byte"], ".4f"),
-                f(row[match]["bits_per_byte"], ".4f"), f"{row[match]['gain_percent']:+.2f}%",
-                f(row[adapt]["bits_per_byte"], ".4f"), f"{row[adapt]['gain_percent']:+.2f}%",
-                f"{row['mixed_streams']}/{row['streams']} / {row['adapted_streams']}/{row['streams']}",
-                f(row["xz_bits_per_byte"], ".3f"),
-                f"{row[none]['seconds']:.0f} / {row[match]['seconds']:.0f} / {row[adapt]['seconds']:.0f}"]
+                f(row[match]["bits_per_byte"], ".4f"), f"{row[match]['gain_percent']:+.2f}%"]
+               + [cell for adapt in adapts for cell in (f(row[adapt]["bits_per_byte"], ".4f"),
+                                                          f"{row[adapt]['gain_percent']:+.2f}%")]
+               + [f"{row['mixed_streams']}/{row['streams']} / {row['adapted_streams']}/{row['streams']}",
+                  f(row["xz_bits_per_byte"], ".3f"), " / ".join(f"{row[m]['seconds']:.0f}" for m in st["mixers"])]
                for row in r["rows"]]),
         "",
         "Gains are against no mixer. The LLM already sees its window (1,024 tokens at the default level, half of them "

@@ -3,9 +3,10 @@
     python bench/mixer.py bench/data/dpkg.log llmzip/codec.py FORMAT.md ../shared/corpus/alice29.txt \
         --bytes 12288 --threads 2 --out bench/results/mixer.json
 
-The first BYTES of each file are compressed three times at the default level with the embedded
-default model: without a mixer (`mixer="none"`), with the match model (`match-v1`) and with the
-default `adapt-v1` (a logit bias learned while coding, plus the match model). All three come from
+The first BYTES of each file are compressed four times at the default level with the embedded
+default model: without a mixer (`mixer="none"`), with the match model (`match-v1`), with `adapt-v1`
+(a logit bias learned while coding, plus the match model) and with the default `adapt-v2` (the
+bias at a rate per token that falls as the token recurs). All four come from
 the same model calls on the same windows, so their differences are what each part gains; each
 coded stream is mixed (and adapted) only where that coded it shorter, and the table says how many
 were. xz -9e on
@@ -25,14 +26,14 @@ from pathlib import Path
 import llmzip  # noqa: I001  (sets the thread wait policy before torch loads)
 import torch
 from llmzip.coder import StreamDecoder
-from llmzip.container import ADAPT_MIXER, MIXER_CODES, NO_MIXER, StreamReader
+from llmzip.container import ADAPT_MIXER, ADAPT_MIXERS, MIXER_CODES, NO_MIXER, StreamReader
 from llmzip.levels import DEFAULT_LEVEL
 from llmzip.measure.bench import run_record
 from llmzip.portable.coding import StreamFlag, read_stream_flag
 
 
 def stream_flags(blob: bytes, adapt: bool = False) -> list[StreamFlag]:
-    """Each stream's first symbol in a mixer file: mixed (match-v1), or (mixed, adapted) (adapt-v1)."""
+    """Each stream's first symbol in a mixer file: mixed (match-v1), or (mixed, adapted) (adapt-v1, adapt-v2)."""
     reader = StreamReader(io.BytesIO(blob))
     header, _ = reader.read_header()
     return [read_stream_flag(StreamDecoder(s), adapt) for block, _ in reader.blocks(header) for s in block.streams]
@@ -44,7 +45,7 @@ def mixed_streams(blob: bytes) -> tuple[int, int]:
     return sum(f.mixed for f in flags), len(flags)
 
 
-MIXERS = (NO_MIXER, MIXER_CODES[0], ADAPT_MIXER)
+MIXERS = (NO_MIXER, MIXER_CODES[0], *ADAPT_MIXERS)  # the default, ADAPT_MIXER, last
 
 
 def main(argv: list[str] | None = None) -> int:

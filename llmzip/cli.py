@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import BinaryIO, Iterator
 
 from . import __version__
-from .container import ADAPT_MIXER, MAX_BLOCK_RAW_BYTES, MIXER_CODES, NO_MIXER, Header, StreamReader
+from .container import ADAPT_MIXER, COUNTED_MIXER, MAX_BLOCK_RAW_BYTES, MIXER_CODES, NO_MIXER, Header, StreamReader
 from .errors import LLMZipError
 from .info import FileInfo, decode_settings, inspect
 
@@ -120,9 +120,9 @@ def _add_model_options(p: argparse.ArgumentParser, coding: bool) -> None:
                        help="tokens per lane, the unit a decoder goes through window after window (default: the level's)")
         p.add_argument("--mixer", choices=MIXER_CODES, default=None,
                        help=f"what adapts the LLM's frequencies to the text: {ADAPT_MIXER} (a logit bias learned "
-                            f"while coding, plus the match model; the portable engine's default from level 2), "
-                            f"{MIXER_CODES[0]} (a match model that predicts repeats of earlier text; level 1's "
-                            "default) or none")
+                            f"while coding at a rate per token, plus the match model; the portable engine's default "
+                            f"from level 2), adapt-v1 (the bias at one rate), {MIXER_CODES[0]} (a match model that "
+                            "predicts repeats of earlier text; level 1's default) or none")
         p.add_argument("--batch", type=int, default=None,
                        help="windows per model call (portable engine: 1 on CPU, on GPU from free memory, not "
                             "recorded; float engines: 16 on CPU, on GPU from free memory up to 512, recorded)")
@@ -472,7 +472,9 @@ def _cmd_info(args) -> int:
 
 _MIXER_DESCRIPTIONS = {
     MIXER_CODES[0]: "a match model mixed into the model's frequencies",
-    ADAPT_MIXER: "a logit bias learned while coding, and a match model mixed into the frequencies",
+    "adapt-v1": "a logit bias learned while coding, and a match model mixed into the frequencies",
+    COUNTED_MIXER: "a logit bias learned while coding at a rate per token, and a match model mixed into the "
+                   "frequencies",
 }
 
 

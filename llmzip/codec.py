@@ -163,9 +163,10 @@ class Codec:
     `model` is a LoadedModel, or a spec for `load_model`: None for the embedded default, a model
     folder, a .gguf file or a hub id. `preset` is the compression level (`llmzip.levels`, 1 to 9);
     `context`, `carry` and `lane_tokens` override its window layout (see `llmzip.schedule`).
-    `mixer` is what is mixed into the model's frequencies: "adapt-v1" (a logit bias learned while
-    coding, `llmzip.adapt`, plus the match model: the portable engine's default from level 2 on),
-    "match-v1" (the match model alone, `llmzip.match`: level 1's default) or "none". Decompression takes all of these from the file.
+    `mixer` is what is mixed into the model's frequencies: "adapt-v2" (a logit bias learned while
+    coding at a rate per token, `llmzip.adapt`, plus the match model: the portable engine's default
+    from level 2 on), "adapt-v1" (the same bias at one rate), "match-v1" (the match model alone,
+    `llmzip.match`: level 1's default) or "none". Decompression takes all of these from the file.
     """
 
     def __init__(self, model: LoadedModel | str | None = None, *, preset: int | None = None,
@@ -397,7 +398,8 @@ class Codec:
         started = time.perf_counter()
         coded = portable_coding.encode(self.portable, ids, self.model.bos_id, self.layout, self.stream_windows,
                                        self.batch, on_tokens, mixing=self.mixer != container.NO_MIXER,
-                                       adapt=self.mixer == container.ADAPT_MIXER)
+                                       adapt=self.mixer in container.ADAPT_MIXERS,
+                                       counted=self.mixer == container.COUNTED_MIXER)
         stats.model_seconds += time.perf_counter() - started
         stats.quantized_bits += coded.quantized_bits
         stats.cross_entropy_bits += coded.cross_entropy_bits
@@ -445,7 +447,8 @@ class Codec:
             ids = portable_coding.decode(self.portable, block.streams, block.n_tokens, header.bos_id, layout,
                                          header.windows_per_stream(), self.decode_streams_per_call(header), on_step,
                                          mixing=header.mixer != container.NO_MIXER,
-                                         adapt=header.mixer == container.ADAPT_MIXER)
+                                         adapt=header.mixer in container.ADAPT_MIXERS,
+                                         counted=header.mixer == container.COUNTED_MIXER)
             self.model.table.decoded_bytes(np.asarray(ids, dtype=np.int64), plan.text_len)
         else:
             ids = self._lockstep.decode(block, header, stats, plan.text_len, on_step)

@@ -173,9 +173,11 @@ DEVICE_CODES = ("any",)
 ATTENTION_CODES = ("integer", "sdpa", "eager")
 CODER_CODES = ("constriction-0.5-range-u32/24",)
 MODEL_NAME_CODES = ("SmolLM2-135M-Instruct.Q4_1",)  # the embedded default model
-MIXER_CODES = ("match-v1", "none", "adapt-v1")  # see match.py and adapt.py
+MIXER_CODES = ("match-v1", "none", "adapt-v1", "adapt-v2")  # see match.py and adapt.py
 NO_MIXER = "none"
-ADAPT_MIXER = "adapt-v1"  # the match model and a logit bias learned while coding
+ADAPT_MIXERS = ("adapt-v1", "adapt-v2")  # the match model and a logit bias learned while coding ...
+COUNTED_MIXER = "adapt-v2"  # ... at a rate per token that falls as the token recurs
+ADAPT_MIXER = COUNTED_MIXER  # the one the levels choose
 
 
 @dataclass(frozen=True)

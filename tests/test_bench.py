@@ -84,7 +84,7 @@ def test_llmzip_fields_are_consistent(records):
         # LLM's own cross-entropy, without the logit bias the default mixer learns (recorded in the
         # settings), so with a tiny random model the real size can fall below it.
         assert r.real_bits_per_token > 8 * r.stream_bytes / r.tokens
-        assert r.settings.endswith("mixer adapt-v1" if "int-v1" in r.settings else "mixer none")  # portable or float engine
+        assert r.settings.endswith("mixer adapt-v2" if "int-v1" in r.settings else "mixer none")  # portable or float engine
     mixed = [r for r in llm if r.file.endswith("mixed.bin")]
     assert all(r.side_bytes > 0 for r in mixed)
 

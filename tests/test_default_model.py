@@ -51,13 +51,14 @@ GOLDEN = os.path.join(os.path.dirname(__file__), "data", "golden")
                                            ("portable-v1.format3.llmz", "portable-v1.txt"),
                                            ("portable-v1.format4.llmz", "portable-v1.txt"),
                                            ("portable-v1.format5.llmz", "match-v1.txt"),
-                                           ("adapt-v1.format5.llmz", "portable-v1.txt")])
+                                           ("adapt-v1.format5.llmz", "portable-v1.txt"),
+                                           ("adapt-v2.format5.llmz", "portable-v1.txt")])
 def test_golden_portable_file_decodes(default_codec, name, original):
     """Files the portable engine made with the default model (llmzip 0.1.0, container formats 2
     to 5; format 4's with carried context: windows of 64 tokens carrying 32, three lanes of up to
     192; format 5's the same layout, one lane per stream, every stream mixed with the match model,
-    on lines of a dpkg log; adapt-v1's with the format 4 layout, one lane per stream, its second
-    stream adapted by the logit bias), checked in with their originals: every later version must
+    on lines of a dpkg log; adapt-v1's and adapt-v2's with the format 4 layout, one lane per
+    stream, their second stream adapted by the logit bias), checked in with their originals: every later version must
     decode them, so a change that moves one bit of the engine's or the quantizer's integers, of
     the layout, of the mixer or of the bias, fails here."""
     with open(os.path.join(GOLDEN, name), "rb") as f:
@@ -68,7 +69,8 @@ def test_golden_portable_file_decodes(default_codec, name, original):
 
 
 @pytest.mark.parametrize("name,original,mixer", [("portable-v1.format5.llmz", "match-v1.txt", "match-v1"),
-                                                 ("adapt-v1.format5.llmz", "portable-v1.txt", "adapt-v1")])
+                                                 ("adapt-v1.format5.llmz", "portable-v1.txt", "adapt-v1"),
+                                                 ("adapt-v2.format5.llmz", "portable-v1.txt", "adapt-v2")])
 def test_golden_portable_file_is_encoded_again_exactly(default_codec, name, original, mixer):
     """Today's encoder makes the current format's golden files again, bit for bit, with the
     settings they were made with. The decoding test above guards old files; this one guards the

@@ -62,7 +62,7 @@ def test_one_kib_costs_at_most_32_bytes_over_its_coded_stream(llama, alice):
     assert overhead == info.overhead_bytes == stats.header_bytes
     assert overhead <= 32
     # magic 4, version 1, header length 1, fingerprint 4, flags 2 (the mixer's is the eighth bit),
-    # BOS 1 (the tiny model's is 0), mixer 1 (adapt-v1, the default level's), CRC-16 2;
+    # BOS 1 (the tiny model's is 0), mixer 1 (adapt-v2, the default level's), CRC-16 2;
     # block length 2, sequence number 1, raw length 2, CRC-32 4, token count 2, side length 1;
     # end tag 1, index 1, footer 1
     assert info.header_size == 16 and len(header_bytes(codec._header())) == 16
@@ -339,7 +339,7 @@ def test_cli_info_lists_blocks(llama_dir, packed_file, capsys):
     out = capsys.readouterr().out
     info = inspect(packed_file.read_bytes())
     assert "format      version 5" in out and "covered by the model fingerprint" in out
-    assert "mixer       adapt-v1 (a logit bias learned while coding" in out
+    assert "mixer       adapt-v2 (a logit bias learned while coding at a rate per token" in out
     assert info.header.model_fingerprint.hex() in out and "name not recorded" in out
     table = out[out.index("block  offset"):].splitlines()
     assert len(table) == 1 + info.blocks

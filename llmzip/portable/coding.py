@@ -82,14 +82,15 @@ def _asked(coded: torch.Tensor, guesses: torch.Tensor) -> torch.Tensor:
 def _window_intervals(engine: PortableLlama, ids: list[int], windows: list[schedule.Window], bos: int,
                       windows_per_call: int, result: EncodedStreams, on_tokens: Callable[[int], None] | None,
                       predicted: dict[schedule.Window, np.ndarray] | None = None,
-                      adapt_rounds: list[list[schedule.Window]] | None = None
+                      adapt_rounds: list[list[schedule.Window]] | None = None, counted: bool = False
                       ) -> tuple[dict[schedule.Window, np.ndarray], dict[schedule.Window, np.ndarray] | None]:
     """Each window's coded tokens as range-coder intervals, (length, 2) of (low, freq), from
     full-sequence forwards. With `predicted` (each window's match predictions, -1 for none), also
     the predicted tokens' intervals: (length, 4) of (low, freq, predicted low, predicted freq).
 
     With `adapt_rounds` (the rounds of the one stream `windows` make up), the same windows are also
-    coded through a `LogitBias` trained in the coding order (`_adapted_intervals`), from the same
+    coded through a `LogitBias` (`counted`: adapt-v2's rates) trained in the coding order
+    (`_adapted_intervals`), from the same
     forwards, and returned second (else None)."""
     out = {}
     kept: list[tuple[list[schedule.Window], Activations, int]] = []
@@ -103,12 +104,12 @@ def _window_intervals(engine: PortableLlama, ids: list[int], windows: list[sched
                 on_tokens(w.length)
         if adapt_rounds is not None:
             kept.append((call, x, span))
-    return out, None if adapt_rounds is None else _adapted_intervals(engine, ids, adapt_rounds, kept, predicted)
+    return out, None if adapt_rounds is None else _adapted_intervals(engine, ids, adapt_rounds, kept, predicted, counted)
 
 
 def _adapted_intervals(engine: PortableLlama, ids: list[int], rounds: list[list[schedule.Window]],
                        calls: list[tuple[list[schedule.Window], Activations, int]],
-                       predicted: dict[schedule.Window, np.ndarray] | None) -> dict[schedule.Window, np.ndarray]:
+                       predicted: dict[schedule.Window, np.ndarray] | None, counted: bool) -> dict[schedule.Window, np.ndarray]:
     """The intervals `_window_intervals` gives, but from logits plus a stream's `LogitBias`, which
     learns after every step of the coding order: one step of the stream's lanes at a time."""
     where: dict[schedule.Window, int] = {}  # each window's first row in the joined output-layer inputs
@@ -119,7 +120,7 @@ def _adapted_intervals(engine: PortableLlama, ids: list[int], rounds: list[list[
         base += len(call) * span
     x = join_rows([x for _, x, _ in calls])
     calls.clear()  # the joined rows replace the calls' own: one copy in memory, not two
-    bias = LogitBias(engine.vocab_size, engine.device)
+    bias = LogitBias(engine.vocab_size, engine.device, counted)
     columns = 1 if predicted is None else 2
     out = {w: np.zeros((w.length, 2 * columns), dtype=np.int64) for round_windows in rounds for w in round_windows}
     for round_windows in rounds:
@@ -185,21 +186,22 @@ def _match_predictions(ids: list[int], rounds: list[list[schedule.Window]]) -> d
 
 def encode(engine: PortableLlama, ids: list[int], bos: int, layout: schedule.Layout, per_stream: int,
            windows_per_call: int, on_tokens: Callable[[int], None] | None = None,
-           mixing: bool = False, adapt: bool = False) -> EncodedStreams:
+           mixing: bool = False, adapt: bool = False, counted: bool = False) -> EncodedStreams:
     """Code a block's tokens into streams of `per_stream` lanes with full-sequence forwards.
 
     With `mixing`, each stream starts with one flag symbol saying whether the match model's
     predictions are mixed into its frequencies (see `llmzip.match`), and the encoder codes it
     both ways and keeps the shorter: on text the LLM already predicts well, mixing can cost a
     little, and then it is left out. With `adapt` as well, the flag also says whether the logits
-    go through a `LogitBias` first (`llmzip.adapt`), and the shortest of the four ways is kept."""
+    go through a `LogitBias` first (`llmzip.adapt`; `counted`: adapt-v2's rates per token), and the
+    shortest of the four ways is kept."""
     result = EncodedStreams([], 0.0, 0.0)
     for rounds in layout.streams(len(ids), per_stream):
         windows = [w for round_windows in rounds for w in round_windows]
         predicted = _match_predictions(ids, rounds) if mixing else None
         guesses = None if predicted is None else {w: p[:, 0] for w, p in predicted.items()}
         coded, adapted = _window_intervals(engine, ids, windows, bos, windows_per_call, result, on_tokens, guesses,
-                                           rounds if adapt else None)
+                                           rounds if adapt else None, counted)
         if predicted is None:
             stream, bits = _stream(None, *_plain_intervals(rounds, coded))
         else:
@@ -232,13 +234,13 @@ def _flag_freq(adapt: bool) -> int:
 
 class StreamFlag(NamedTuple):
     """A mixer file's stream's first symbol: whether the match model is mixed in (match-v1,
-    adapt-v1) and whether the logits go through a logit bias (adapt-v1 only)."""
+    adapt-v1, adapt-v2) and whether the logits go through a logit bias (adapt-v1 and adapt-v2 only)."""
     mixed: bool
     biased: bool
 
 
 def read_stream_flag(decoder: StreamDecoder, adapt: bool = False) -> StreamFlag:
-    """Decode a stream's flag: two values under match-v1, four under adapt-v1 (`adapt`)."""
+    """Decode a stream's flag: two values under match-v1, four under adapt-v1 and adapt-v2 (`adapt`)."""
     values = 4 if adapt else 2
     flag = int(decoder.decode(torch.full((1, values), _flag_freq(adapt), dtype=torch.int64))[0])
     return StreamFlag(mixed=bool(flag & 1), biased=bool(flag & 2))
@@ -296,10 +298,10 @@ class _DecodingStream:
     on (a `LogitBias`; a match model and mixer), each fed its stream's steps in the coding order."""
 
     def __init__(self, stream: bytes, rounds: list[list[schedule.Window]], n_tokens: int, vocab: int,
-                 device: torch.device, mixing: bool, adapt: bool) -> None:
+                 device: torch.device, mixing: bool, adapt: bool, counted: bool) -> None:
         self.decoder = StreamDecoder(stream)
         flag = read_stream_flag(self.decoder, adapt) if mixing else StreamFlag(False, False)
-        self.bias = LogitBias(vocab, device) if flag.biased else None
+        self.bias = LogitBias(vocab, device, counted) if flag.biased else None
         self.match = MatchModel([w.start for w in rounds[0]], n_tokens) if flag.mixed else None
         self.mixer = Mixer() if flag.mixed else None
         self.lanes = len(rounds[0])
@@ -346,14 +348,15 @@ def _round_prefill(ids: np.ndarray, members: list[schedule.Window | None], bos: 
 
 def decode(engine: PortableLlama, streams: list[bytes], n_tokens: int, bos: int, layout: schedule.Layout,
            per_stream: int, streams_per_call: int, on_tokens: Callable[[int], None] | None = None,
-           mixing: bool = False, adapt: bool = False) -> list[int]:
+           mixing: bool = False, adapt: bool = False, counted: bool = False) -> list[int]:
     """The block's token ids from its streams, stepping `streams_per_call` streams' lanes at once.
 
     Each round of windows starts with one prefill of BOS and the carried context (tokens decoded
     in earlier rounds of the same lanes), which also yields the first coded token's logits.
     With `mixing`, each stream's flag comes first; a mixed stream's match model and mixer go
     through the same coding order as the encoder's, whatever the number of streams per call, and
-    so does an adapted stream's `LogitBias` (with `adapt`, where the flag says which streams are).
+    so does an adapted stream's `LogitBias` (with `adapt`, where the flag says which streams are;
+    `counted`: adapt-v2's rates).
     """
     layouts = layout.streams(n_tokens, per_stream)
     if len(streams) != len(layouts):
@@ -361,7 +364,8 @@ def decode(engine: PortableLlama, streams: list[bytes], n_tokens: int, bos: int,
     ids = np.zeros(n_tokens, dtype=np.int64)
     for first in range(0, len(layouts), streams_per_call):
         call = layouts[first : first + streams_per_call]
-        coded = [_DecodingStream(streams[first + g], rounds, n_tokens, engine.vocab_size, engine.device, mixing, adapt)
+        coded = [_DecodingStream(streams[first + g], rounds, n_tokens, engine.vocab_size, engine.device, mixing, adapt,
+                                 counted)
                  for g, rounds in enumerate(call)]
         lanes = [stream.lanes for stream in coded]
         offsets = np.cumsum([0] + lanes)  # the call's first row of each stream
