@@ -6,9 +6,10 @@
 The default model's float32 logits for every token of the slice (windows of --context tokens,
 each after --carry tokens of carried context, as the levels lay them out), then the cross-entropy
 in bits per byte of: the LLM alone; the LLM at a fixed temperature, the best in hindsight of a
-grid; the logit bias llmzip codes with (`llmzip.adapt`: one bias per token, gradient step of 0.2
-nats on the full softmax); an online temperature (1/T moved by the gradient of each coded token's
-log-likelihood); and both. It answers whether a part is worth building before it is built in
+grid; the logit bias of `llmzip.adapt` (one bias per token, a gradient step on the full softmax)
+at adapt-v1's rate (0.2 nats) and at adapt-v2's (0.5 nats / sqrt(n + 1) for a token seen n times
+before); an online temperature (1/T moved by the gradient of each coded token's log-likelihood);
+and the bias with it. It answers whether a part is worth building before it is built in
 exact integers: a part that gains little here gains no more in llmzip's integers.
 """
 from __future__ import annotations
@@ -21,12 +22,13 @@ from pathlib import Path
 
 import llmzip  # noqa: F401,I001  (sets the thread wait policy before torch loads)
 import torch
-from llmzip.adapt import STEP
+from llmzip.adapt import COUNTED_RATE, STEP
 from llmzip.measure.bench import run_record
 from llmzip.models import load_model
 from llmzip.portable.llama import FRACTION
 
 BIAS_RATE = STEP / (1 << FRACTION) * math.log(2)  # adapt-v1's step in nats (0.2)
+COUNTED_BIAS_RATE = COUNTED_RATE / (1 << FRACTION) * math.log(2)  # adapt-v2's C in nats (0.5)
 TEMPERATURES = (0.9, 0.95, 1.0, 1.05, 1.1, 1.15)
 TEMPERATURE_RATES = (0.0005, 0.002)
 
@@ -46,10 +48,13 @@ def window_logits(model, ids: list[int], bos: int, context: int, carry: int) -> 
     return out
 
 
-def online_bits(logits: torch.Tensor, targets: torch.Tensor, bias_rate: float, temperature_rate: float) -> tuple[float, float]:
+def online_bits(logits: torch.Tensor, targets: torch.Tensor, bias_rate: float, temperature_rate: float,
+                counted: bool = False) -> tuple[float, float]:
     """Bits of the targets, token by token, under softmax(logits / T + b) with the bias b and 1/T
-    learned online after each token; and the final 1/T."""
+    learned online after each token (`counted`: the bias's rate per token, bias_rate / sqrt(n + 1)
+    for a token seen n times before); and the final 1/T."""
     bias = torch.zeros(logits.shape[1])
+    seen = torch.zeros(logits.shape[1])
     inverse_temperature, nats = 1.0, 0.0
     for row, target in zip(logits, targets.tolist()):
         log_p = torch.log_softmax(row * inverse_temperature + bias, dim=-1)
@@ -58,7 +63,12 @@ def online_bits(logits: torch.Tensor, targets: torch.Tensor, bias_rate: float, t
         if temperature_rate:
             gradient = float(row[target] - (p * row).sum())
             inverse_temperature = min(max(inverse_temperature + temperature_rate * gradient, 0.5), 2.0)
-        if bias_rate:
+        if bias_rate and counted:
+            rate = bias_rate / (seen + 1).sqrt_()
+            bias.sub_(p.mul_(rate))
+            bias[target] += rate[target]
+            seen[target] += 1
+        elif bias_rate:
             bias.sub_(p, alpha=bias_rate)
             bias[target] += bias_rate
     return nats / math.log(2), inverse_temperature
@@ -95,10 +105,11 @@ def main() -> None:
             log_p = torch.log_softmax(logits[first : first + 4096] / temperature, dim=-1)
             nats -= float(log_p.gather(1, targets[first : first + 4096, None]).sum())
         report(f"LLM at temperature {temperature}", nats / math.log(2))
-    configs = [(BIAS_RATE, 0.0)] + [(0.0, rate) for rate in TEMPERATURE_RATES] + [(BIAS_RATE, rate) for rate in TEMPERATURE_RATES]
-    for bias_rate, temperature_rate in configs:
-        bits, inverse = online_bits(logits, targets, bias_rate, temperature_rate)
-        parts = ([f"bias {bias_rate:.2f} nats"] if bias_rate else []) + \
+    configs = ([(BIAS_RATE, 0.0, False), (COUNTED_BIAS_RATE, 0.0, True)] + [(0.0, rate, False) for rate in TEMPERATURE_RATES]
+               + [(BIAS_RATE, rate, False) for rate in TEMPERATURE_RATES])
+    for bias_rate, temperature_rate, counted in configs:
+        bits, inverse = online_bits(logits, targets, bias_rate, temperature_rate, counted)
+        parts = ([f"bias {bias_rate:.2f} nats" + (" / sqrt(n + 1)" if counted else "")] if bias_rate else []) + \
             ([f"online temperature (rate {temperature_rate})"] if temperature_rate else [])
         report(" + ".join(parts), bits, final_inverse_temperature=inverse)
     record.update({"file": args.file.name, "bytes": len(data), "tokens": len(ids), "context": args.context,

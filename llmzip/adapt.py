@@ -48,6 +48,11 @@ def counted_rates() -> tuple[int, ...]:
     return tuple(math.isqrt(square // (n + 1)) >> 16 for n in range(COUNT_LIMIT + 1))
 
 
+@functools.lru_cache(maxsize=None)
+def _rate_table(device: torch.device) -> torch.Tensor:
+    return torch.tensor(counted_rates(), dtype=torch.int64, device=device)
+
+
 class LogitBias:
     """One coded stream's bias, applied to its lanes' logits and trained on their tokens: at adapt-v1's
     fixed rate, or (`counted`) at adapt-v2's rate per token."""
@@ -56,7 +61,7 @@ class LogitBias:
         self.bias = torch.zeros(vocab, dtype=torch.int64, device=device)
         self.counted = counted
         if counted:
-            self._rates = torch.tensor(counted_rates(), dtype=torch.int64, device=device)
+            self._rates = _rate_table(self.bias.device)
             self.count = torch.zeros(vocab, dtype=torch.int64, device=device)
             self.rate = torch.full((vocab,), COUNTED_RATE, dtype=torch.int64, device=device)  # RATE(count)
 
