@@ -157,6 +157,13 @@ def _pick_quantizer(name: str, device: torch.device) -> str:
     return name
 
 
+def _mixer_switches(mixer: str) -> dict[str, bool]:
+    """What a mixer switches on in the portable engine's codec loop, both directions: the match
+    model (and each stream's flag), the logit bias, and the bias's rates per token."""
+    return {"mixing": mixer != container.NO_MIXER, "adapt": mixer in container.ADAPT_MIXERS,
+            "counted": mixer == container.COUNTED_MIXER}
+
+
 class Codec:
     """A loaded model plus coding parameters, reusable for many compress and decompress calls.
 
@@ -397,9 +404,7 @@ class Codec:
 
         started = time.perf_counter()
         coded = portable_coding.encode(self.portable, ids, self.model.bos_id, self.layout, self.stream_windows,
-                                       self.batch, on_tokens, mixing=self.mixer != container.NO_MIXER,
-                                       adapt=self.mixer in container.ADAPT_MIXERS,
-                                       counted=self.mixer == container.COUNTED_MIXER)
+                                       self.batch, on_tokens, **_mixer_switches(self.mixer))
         stats.model_seconds += time.perf_counter() - started
         stats.quantized_bits += coded.quantized_bits
         stats.cross_entropy_bits += coded.cross_entropy_bits
@@ -446,9 +451,7 @@ class Codec:
             layout = schedule.Layout(header.context, header.carry, header.lane_size)
             ids = portable_coding.decode(self.portable, block.streams, block.n_tokens, header.bos_id, layout,
                                          header.windows_per_stream(), self.decode_streams_per_call(header), on_step,
-                                         mixing=header.mixer != container.NO_MIXER,
-                                         adapt=header.mixer in container.ADAPT_MIXERS,
-                                         counted=header.mixer == container.COUNTED_MIXER)
+                                         **_mixer_switches(header.mixer))
             self.model.table.decoded_bytes(np.asarray(ids, dtype=np.int64), plan.text_len)
         else:
             ids = self._lockstep.decode(block, header, stats, plan.text_len, on_step)

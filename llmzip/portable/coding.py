@@ -90,8 +90,7 @@ def _window_intervals(engine: PortableLlama, ids: list[int], windows: list[sched
 
     With `adapt_rounds` (the rounds of the one stream `windows` make up), the same windows are also
     coded through a `LogitBias` (`counted`: adapt-v2's rates) trained in the coding order
-    (`_adapted_intervals`), from the same
-    forwards, and returned second (else None)."""
+    (`_adapted_intervals`), from the same forwards, and returned second (else None)."""
     out = {}
     kept: list[tuple[list[schedule.Window], Activations, int]] = []
     for call, x, span in _calls(engine, ids, windows, bos, windows_per_call):
