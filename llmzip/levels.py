@@ -28,8 +28,8 @@ LEVELS: dict[int, Layout] = {
     8: Layout(context=2048, carry=1536, lane_tokens=32768),
     9: Layout(context=2048, carry=1536, lane_tokens=131072),  # two lanes per 1 MiB block: slowest decoding
 }
-# From the sweep of 2026-11-25 with the logit bias (bench/RESULTS.md, four Canterbury texts): past -5,
-# -6 and -7 gain 0.3% and 0.7% in bits per byte for 3% and 16% of the encoder's speed, but their
+# From the sweep of 2026-12-05 with adapt-v2 (bench/RESULTS.md, four Canterbury texts): past -5,
+# -6 and -7 gain 0.4% and 0.7% in bits per byte for 3% and 15% of the encoder's speed, but their
 # longer lanes halve and quarter the lanes a decoder steps side by side in a 1 MiB block, and the
 # decoder's KV cache, read at every step, grows with the context.
 DEFAULT_LEVEL = 5
