@@ -78,6 +78,7 @@ import json, resource, sys
 import torch
 torch.set_num_threads(1)
 from llmzip import Codec, load_model
+from llmzip.portable import PORTABLE_ENGINE
 direction, model, src, dst = sys.argv[1:5]
 
 
@@ -92,6 +93,8 @@ def peak_kb():
 
 
 codec = Codec(load_model(model, device="cpu"), context=64, batch=4)
+if codec.engine == PORTABLE_ENGINE:
+    codec.portable  # the integer model and its fused loops (numba's runtime): loaded once, like the model
 try:  # restart the peak here, so that loading's own peak cannot hide the coding's
     with open("/proc/self/clear_refs", "w") as f:
         f.write("5")

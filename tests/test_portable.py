@@ -8,6 +8,7 @@ import os
 import random
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -228,7 +229,12 @@ def test_every_implementation_path_gives_the_same_integers(architectures, kind, 
         assert torch.equal(stepped(), reference)
     with monkeypatch.context() as m:
         m.setattr(portable_llama, "_int32_sum_fits", lambda high, terms: False)
+        m.setattr(portable_llama, "FUSED", False)  # (the fused loops never take the int32 sums)
         assert torch.equal(engine.forward(tokens), reference)
+    with monkeypatch.context() as m:  # the element-wise chains as torch operations, not fused loops
+        m.setattr(portable_llama, "FUSED", False)
+        assert torch.equal(engine.forward(tokens), reference)
+        assert torch.equal(stepped(), reference)
     with monkeypatch.context() as m:
         m.setattr(portable_llama, "_KV_FLOAT64_BYTES", 0)
         assert engine.new_cache(3, 50).keys.dtype == torch.float32
@@ -249,6 +255,82 @@ def test_every_implementation_path_gives_the_same_integers(architectures, kind, 
         m.setattr(portable_llama, "_HEAD_ROWS", 7)
         assert all(torch.equal(a, b) for a, b in zip(engine.intervals(tokens, targets, logits_from=10), (low, freq, nll_bits)))
         assert torch.equal(engine.forward(tokens), reference)
+
+
+def test_the_fused_loops_are_what_a_cpu_runs():
+    """numba is a dependency: without it the CPU engine would silently run the slower torch code."""
+    from llmzip.portable import fused
+
+    assert fused.available()
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="no fork here")
+def test_a_forked_child_runs_the_torch_code():
+    """numba's OpenMP pool aborts a forked child that enters it: a child takes the torch code."""
+    from llmzip.portable import fused
+
+    fused.kernels()
+    read, write = os.pipe()
+    with warnings.catch_warnings():  # (Python 3.12 warns of forking a process with threads)
+        warnings.simplefilter("ignore", DeprecationWarning)
+        pid = os.fork()
+    if pid == 0:  # pragma: no cover (the child)
+        os.write(write, b"1" if fused.available() else b"0")
+        os._exit(0)
+    os.waitpid(pid, 0)
+    assert os.read(read, 1) == b"0" and fused.available()
+
+
+def test_fused_loops_give_the_torch_codes_integers_at_the_bounds(monkeypatch):
+    """Each fused loop against the torch lines it replaces, on values at the bounds the engine
+    guarantees (the residual stream's clamp, the norm weights' 2^20, gate and up beyond their
+    clamp, 8- and 16-bit rows, with and without a bias)."""
+    from llmzip.portable import llama as portable_llama
+    from llmzip.portable.llama import (FRACTION, INT8_LEVELS, INT16_LEVELS, Linear, PortableLlama, _table_softmax,
+                                       _table_softmax_fused, quantize_rows)
+
+    generator = torch.Generator().manual_seed(9)
+
+    def extremes(rows: int, columns: int, limit: int) -> torch.Tensor:
+        t = torch.randint(-limit, limit + 1, (rows, columns), generator=generator)
+        t[0], t[1], t[2] = limit, -limit, 0
+        t[3, ::2], t[3, 1::2] = limit, -limit
+        t[4] = t[4] >> 30  # a row of small values
+        return t
+
+    def both(function, *args, **kwargs):
+        fused_result = function(*(a.clone() if isinstance(a, torch.Tensor) else a for a in args), **kwargs)
+        with monkeypatch.context() as m:
+            m.setattr(portable_llama, "FUSED", False)
+            torch_result = function(*(a.clone() if isinstance(a, torch.Tensor) else a for a in args), **kwargs)
+        return fused_result, torch_result
+
+    def same_rows(a, b) -> bool:
+        return (torch.equal(a.rows, b.rows) and a.halves == b.halves and a.shape == b.shape
+                and np.array_equal(a.scale.mantissa, b.scale.mantissa) and np.array_equal(a.scale.exponent, b.scale.exponent))
+
+    values = extremes(16, 96, portable_llama._ACTIVATION_LIMIT)
+    norm_weight = extremes(5, 96, 1 << 20)[3]  # +-2^20 alternately
+    for levels in (INT8_LEVELS, INT16_LEVELS):
+        for weight in (None, norm_weight):
+            assert same_rows(*both(quantize_rows, values.view(2, 8, 96), FRACTION, levels, weight=weight))
+    float_weight = torch.randn(40, 96, generator=generator)
+    float_weight[3] *= 1000  # one channel far larger than the others
+    for bias in (None, torch.randn(40, generator=generator)):
+        linear = Linear.from_float(float_weight, bias, torch.device("cpu"))
+        for levels in (INT8_LEVELS, INT16_LEVELS):
+            x = quantize_rows(values.clone(), FRACTION, levels)
+            assert torch.equal(*both(linear, x))
+    gate_up = extremes(16, 2 * 48, 1 << 40)  # beyond the +-2^31 clamp
+    assert same_rows(*both(PortableLlama._mlp_middle, gate_up.view(2, 8, 96)))
+    # attention's weights: base-2 scores (multiples of 2^-22 below 2^30), a few far apart, with
+    # and without hidden keys among the block's own
+    scores = torch.randint(-(1 << 51), 1 << 51, (2, 3, 8, 40), generator=generator).double() * 2.0 ** -22
+    scores[0, 0, :, :20] = scores[0, 0, :, :20] * 2.0 ** -20  # rows of close scores
+    hidden = torch.rand((8, 8), generator=generator) > 0.5
+    table = arith.exp_table(torch.device("cpu"), torch.float64)
+    for mask, start in ((None, 0), (hidden, 32)):
+        assert torch.equal(_table_softmax_fused(scores.clone(), mask, start), _table_softmax(scores.clone(), mask, start, table))
 
 
 def test_int32_sums_of_halves_are_taken_only_where_they_fit():
@@ -352,6 +434,8 @@ sys.stderr.write(torch.backends.cpu.get_cpu_capability() + " %d" % torch.get_num
     ({"ATEN_CPU_CAPABILITY": "avx512"}, 1),
     ({"ONEDNN_MAX_CPU_ISA": "AVX2"}, 2),
     ({"MKL_ENABLE_INSTRUCTIONS": "SSE4_2", "MKL_CBWR": "COMPATIBLE"}, 2),
+    ({"LLMZIP_FUSED": "0"}, 2),  # the torch code instead of the fused loops
+    ({"NUMBA_THREADING_LAYER": "workqueue"}, 2),  # numba's own pool, as where it finds no OpenMP
 ])
 def test_a_file_decodes_in_a_process_run_differently(llama_dir, alice, tmp_path, env, threads):
     """Compressed here (one thread, this CPU's best kernels); decoded in a process with other

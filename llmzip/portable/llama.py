@@ -48,11 +48,12 @@ import numpy as np
 import torch
 
 from ..errors import UnsupportedParameterError
-from . import arith, host
+from . import arith, fused, host
 
 FRACTION = 16  # fixed-point bits of activations and logits
 ROTARY_BITS = 16  # fixed-point bits of the cos/sin tables
 ATTENTION_BITS = 20  # attention weights are normalized to sum to about 2^20
+_RECIPROCAL_BITS = 18  # bits of the reciprocal of a row's total weight (`arith.reciprocal`)
 MANTISSA_BITS = 12  # significant bits of a per-row or per-channel scale
 INT8_LEVELS = 127
 INT16_LEVELS = arith.INT16_LEVELS  # 16-bit activations, multiplied as two int8 halves
@@ -72,6 +73,16 @@ _ROPE_TYPES = ("default", "linear")
 
 
 HOST_SCALARS = True  # per-row numbers in numpy on the CPU (see `arith`'s rounding functions)
+FUSED = True  # element-wise chains as fused loops on the CPU where numba is installed (`fused`)
+
+
+def _fused(t: torch.Tensor) -> bool:
+    """Whether `t`'s element-wise chains run as `fused` loops: on the CPU, with per-row numbers in
+    numpy, where numba is installed. The same integers either way."""
+    if FUSED and HOST_SCALARS and t.device.type == "cpu" and fused.available():
+        fused.threads()
+        return True
+    return False
 
 
 def _host(t: torch.Tensor):
@@ -138,9 +149,12 @@ def join_rows(parts: list[Activations]) -> Activations:
                                                                      cat([p.scale.exponent for p in parts])))
 
 
-def quantize_rows(values: torch.Tensor, fraction: int, levels: int = INT8_LEVELS) -> Activations:
-    """Integers in [-levels, levels] per row (int8 for 127 levels, 16-bit up to 32,639) and each row's
-    scale. `values` (a temporary of the caller's) is overwritten.
+def quantize_rows(values: torch.Tensor, fraction: int, levels: int = INT8_LEVELS,
+                  weight: torch.Tensor | None = None, amax: np.ndarray | None = None) -> Activations:
+    """Integers in [-levels, levels] per row (int8 for 127 levels, 16-bit up to 32,639) of
+    `values` (times `weight` along the rows, if given), and each row's scale. `values` (a
+    temporary of the caller's) may be overwritten. `amax`: the rows' largest magnitudes, if the
+    caller has them.
 
     Rows are first shifted down to at most 46 - log2(levels + 1) bits (far beyond the result's
     precision). Then q = round(v * r / 2^s) with r = floor(levels * 2^s / max|v|) and
@@ -151,7 +165,11 @@ def quantize_rows(values: torch.Tensor, fraction: int, levels: int = INT8_LEVELS
     """
     shape = values.shape[:-1]
     values = values.reshape(-1, values.shape[-1])
-    down, r, shift, scale = row_scales(_host(largest_magnitudes(values)), fraction, levels)
+    if _fused(values):
+        return _quantize_rows_fused(values, fraction, levels, weight, amax, shape)
+    if weight is not None:
+        values = values * weight
+    down, r, shift, scale = row_scales(_host(largest_magnitudes(values)) if amax is None else amax, fraction, levels)
     # q = round((v >> down) * r / 2^s): below levels * 2^s < 2^62.
     down, r, half, shift = _columns(down, r, arith.half_of(shift), shift)
     values >>= down  # in place: every caller hands over a fresh tensor
@@ -160,6 +178,25 @@ def quantize_rows(values: torch.Tensor, fraction: int, levels: int = INT8_LEVELS
     if levels <= INT8_LEVELS:
         return Activations(q.to(torch.int8), False, shape, scale)
     return Activations(arith.split_int16(q), True, shape, scale)
+
+
+_NO_WEIGHT = np.zeros(1, dtype=np.int64)  # what a fused loop reads for an absent weight or bias
+_NO_MASK = torch.zeros((1, 1), dtype=torch.bool)  # ... or an absent attention mask
+
+
+def _quantize_rows_fused(values: torch.Tensor, fraction: int, levels: int, weight: torch.Tensor | None,
+                         amax: np.ndarray | None, shape: tuple[int, ...]) -> Activations:
+    """`quantize_rows` in two fused loops (the largest magnitudes, then the integers)."""
+    loops = fused.kernels()
+    rows = values.numpy()
+    w = _NO_WEIGHT if weight is None else weight.numpy()
+    if amax is None:
+        amax = loops.largest_magnitudes(rows, w, weight is not None)
+    down, r, shift, scale = row_scales(amax, fraction, levels)
+    halves = levels > INT8_LEVELS
+    out = torch.empty(((2 if halves else 1) * rows.shape[0], rows.shape[1]), dtype=torch.int8)
+    loops.quantize(rows, w, weight is not None, down, r, arith.half_of(shift), shift, halves, out.numpy())
+    return Activations(out, halves, shape, scale)
 
 
 def largest_magnitudes(values: torch.Tensor) -> torch.Tensor:
@@ -260,6 +297,12 @@ class Linear:
             return y.view(*x.shape, y.shape[-1])
         acc = arith.int8_products(x.rows, self.weight_t, self.weight_float)
         count = x.scale.mantissa.shape[0]
+        if _fused(acc):
+            y = torch.empty((count, acc.shape[1]), dtype=torch.int64) if out is None else out
+            fused.kernels().rescale(acc.numpy(), x.halves, self.mantissa.numpy(), x.scale.mantissa, arith.half_of(shift),
+                                    shift, _NO_WEIGHT if self.bias is None else self.bias.numpy(), self.bias is not None,
+                                    y.numpy())
+            return y.view(*x.shape, y.shape[-1])
         if x.halves and _int32_sum_fits(acc[:count], self.weight_t.shape[0]):
             acc = torch.add(acc[count:], acc[:count], alpha=256, out=acc[count:])  # int32, exact: see _int32_sum_fits
         elif x.halves:
@@ -333,9 +376,14 @@ class RMSNorm:
         # Sum of squares on h >> s, s chosen so each square and the row's sum stay below 2^61:
         # s = max(bit_length(max|h|) - square_bits, 0) = bit_length(max|h| >> square_bits).
         square_bits = (60 - (self.dim - 1).bit_length()) // 2
-        s = arith.bit_length_small(_host(largest_magnitudes(h)) >> square_bits)
-        hs = h >> _tensor(s, h.device)[..., None]
-        squares = _host((hs * hs).sum(dim=-1))
+        if _fused(h):
+            loops, flat = fused.kernels(), h.reshape(-1, self.dim).numpy()
+            s = arith.bit_length_small(loops.largest_magnitudes(flat, _NO_WEIGHT, False) >> square_bits)
+            squares = loops.square_sums(flat, s)
+        else:
+            s = arith.bit_length_small(_host(largest_magnitudes(h)) >> square_bits)
+            hs = h >> _tensor(s, h.device)[..., None]
+            squares = _host((hs * hs).sum(dim=-1))
         eps_units = self._eps_host if isinstance(squares, np.ndarray) else self.eps_units
         total = squares + eps_units[s]  # = D * (mean(h^2) + eps) / 4^s, in h's units
         # inv_rms = 2^(FRACTION - s) * sqrt(D / total), as a dyadic number: total ~= m * 2^e with
@@ -347,7 +395,7 @@ class RMSNorm:
         inv = Scale(*arith.normalize_small(arith.div_round(1 << 60, root), MANTISSA_BITS))
         inv = Scale(inv.mantissa.reshape(-1), (inv.exponent - 60 - ((e - 20) >> 1) + FRACTION - s).reshape(-1))
         # Rows of h * g (|h| < 2^41 and |g| <= 2^20: below 2^61); real h * g = u * 2^-FRACTION * weight_scale.
-        x = quantize_rows(h * self.weight, FRACTION, levels)
+        x = quantize_rows(h, FRACTION, levels, weight=self.weight)
         weight_scale = self._weight_scale_host if isinstance(squares, np.ndarray) else self.weight_scale
         return x._replace(scale=x.scale.times(inv).times(weight_scale))
 
@@ -358,6 +406,32 @@ class RMSNorm:
     @property
     def _weight_scale_host(self) -> Scale:
         return Scale(self.weight_scale.mantissa.cpu().numpy(), self.weight_scale.exponent.cpu().numpy())
+
+
+def _table_softmax(scores: torch.Tensor, hidden: torch.Tensor | None, start: int, table: torch.Tensor) -> torch.Tensor:
+    """Attention's weights p (float64 integers, about 2^ATTENTION_BITS per row in total) from
+    base-2 scores (..., queries, keys), overwriting them; keys from `start` on are hidden where
+    `hidden` (queries, keys - start) says so. `PortableLlama._attend` proves each step exact."""
+    if hidden is not None:  # weight 0, not in the max; causally only the block's own positions
+        scores[..., start:].masked_fill_(hidden, float("-inf"))
+    top = torch.floor_(scores.amax(dim=-1, keepdim=True).add_(0.5)).sub_(0.5)
+    gaps = torch.ceil_(torch.sub(top, scores, out=scores)).clamp_(max=arith.EXP_TABLE_SIZE - 1)
+    weights = arith.gather(table, gaps.int())
+    total = _host(weights.sum(dim=-1, keepdim=True))
+    xp = arith._ops(total)
+    r, shift = arith.reciprocal(xp.i64(total), _RECIPROCAL_BITS)
+    factor = _tensor(xp.f64(r) * arith.pow2_float(ATTENTION_BITS - shift), scores.device)  # r * 2^-k, exact
+    return torch.floor_(weights.mul_(factor).add_(0.5))
+
+
+def _table_softmax_fused(scores: torch.Tensor, hidden: torch.Tensor | None, start: int) -> torch.Tensor:
+    """`_table_softmax` as one fused loop (`fused.table_softmax`): the same weights."""
+    keys = scores.shape[-1]
+    p = torch.empty_like(scores)
+    fused.kernels().table_softmax(scores.view(-1, keys).numpy(), scores.shape[-2], (_NO_MASK if hidden is None else hidden).numpy(),
+                                  start, hidden is not None, arith.exp_table(scores.device).numpy(), _RECIPROCAL_BITS,
+                                  ATTENTION_BITS, p.view(-1, keys).numpy())
+    return p
 
 
 _KV_FLOAT64_BYTES = 1 << 30  # a CPU cache up to this size holds float64: attention reads it as is
@@ -449,6 +523,8 @@ class PortableLlama:
         linears = [self.lm_head] + [m for layer in self.layers for m in layer if isinstance(m, Linear)]
         for terms, columns in {tuple(m.weight_t.shape) for m in linears}:
             arith.int_mm_is_exact(self.device.type, self.device.index, terms, columns)
+        if self.device.type == "cpu" and fused.available():
+            fused.kernels()  # compiled (or loaded from the disk cache) with the build, not in the first call
 
     def new_cache(self, rows: int, context: int) -> KVCache:
         return KVCache(len(self.layers), rows, self.kv_heads, context, self.head_dim, self.device)
@@ -564,12 +640,26 @@ class PortableLlama:
                 k, v = cache.keys[index, :, :, :end], cache.values[index, :, :, :end]
             attended = self._attend(q, k, v, masked, self.sliding_window is None)  # (rows, T, heads * dim)
             h.add_(out(quantize_rows(attended, FRACTION, ACTIVATION_LEVELS["o"]))).clamp_(-_ACTIVATION_LIMIT, _ACTIVATION_LIMIT)
-            gate, up = gate_up(norm2(h, ACTIVATION_LEVELS["gate_up"])).clamp_(-_MLP_LIMIT, _MLP_LIMIT).chunk(2, dim=-1)
-            mixed = arith.silu_fixed_(gate, FRACTION).mul_(up)  # fixed point 2 * FRACTION, below 2^62
-            h.add_(down(quantize_rows(mixed, 2 * FRACTION, ACTIVATION_LEVELS["down"]))).clamp_(-_ACTIVATION_LIMIT, _ACTIVATION_LIMIT)
+            h.add_(down(self._mlp_middle(gate_up(norm2(h, ACTIVATION_LEVELS["gate_up"]))))).clamp_(-_ACTIVATION_LIMIT, _ACTIVATION_LIMIT)
         if cache is not None:
             cache.length = end
         return h
+
+    @staticmethod
+    def _mlp_middle(gate_up: torch.Tensor) -> Activations:
+        """SiLU(gate) * up, quantized as down_proj's input: gate and up (the halves of each row)
+        clamped to +-2^31 (real values below 2^15), so that the product (fixed point 2 *
+        FRACTION) stays below 2^62."""
+        if _fused(gate_up):
+            table = arith._sigmoid_table("cpu", None)
+            index_shift = FRACTION - arith.SIGMOID_FRACTION_BITS  # arith.silu_fixed_'s rounding shift (>= 1 here)
+            mixed, tops = fused.kernels().silu_product(gate_up.reshape(-1, gate_up.shape[-1]).numpy(), _MLP_LIMIT,
+                                                        table.numpy(), index_shift, table.numel() - 1, arith.EXP_ONE_BITS)
+            return quantize_rows(torch.from_numpy(mixed).view(*gate_up.shape[:-1], -1), 2 * FRACTION,
+                                 ACTIVATION_LEVELS["down"], amax=tops)
+        gate, up = gate_up.clamp_(-_MLP_LIMIT, _MLP_LIMIT).chunk(2, dim=-1)
+        mixed = arith.silu_fixed_(gate, FRACTION).mul_(up)
+        return quantize_rows(mixed, 2 * FRACTION, ACTIVATION_LEVELS["down"])
 
     def _attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, hidden: torch.Tensor | None,
                 causal: bool) -> torch.Tensor:
@@ -607,18 +697,10 @@ class PortableLlama:
             seen = keys - count + last  # keys up to the block's last query position
             block = q[:, :, :, first:last].reshape(rows, kv_heads, group * (last - first), dim)
             scores = torch.matmul(block, k_t[..., :seen]).view(rows, heads, last - first, seen)
-            if hidden is not None:  # weight 0, not in the max; causally only the block's own positions
-                start = seen - (last - first) if causal else 0
-                scores[..., start:].masked_fill_(hidden[first:last, start:seen], float("-inf"))
-            top = torch.floor_(scores.amax(dim=-1, keepdim=True).add_(0.5)).sub_(0.5)
-            gaps = torch.ceil_(torch.sub(top, scores, out=scores)).clamp_(max=arith.EXP_TABLE_SIZE - 1)
-            weights = arith.gather(table, gaps.int())
-            total = _host(weights.sum(dim=-1, keepdim=True))
-            xp = arith._ops(total)
-            r, shift = arith.reciprocal(xp.i64(total), 18)
-            factor = _tensor(xp.f64(r) * arith.pow2_float(ATTENTION_BITS - shift), q.device)  # r * 2^-k, exact
-            p = torch.floor_(weights.mul_(factor).add_(0.5)).view(rows, kv_heads, group * (last - first), seen)
-            attended = torch.matmul(p, v[:, :, :seen]).view(rows, heads, last - first, dim)
-            attended = torch.floor_(attended.mul_(2.0 ** -ATTENTION_BITS).add_(0.5))
+            start = seen - (last - first) if causal else 0
+            mask = None if hidden is None else hidden[first:last, start:seen]
+            p = _table_softmax_fused(scores, mask, start) if _fused(scores) else _table_softmax(scores, mask, start, table)
+            attended = torch.matmul(p.view(rows, kv_heads, group * (last - first), seen), v[:, :, :seen])
+            attended = torch.floor_(attended.view(rows, heads, last - first, dim).mul_(2.0 ** -ATTENTION_BITS).add_(0.5))
             out[:, first:last] = attended.transpose(1, 2)
         return out.view(rows, count, heads * dim)
