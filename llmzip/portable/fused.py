@@ -68,10 +68,16 @@ def available() -> bool:
     return not _forked and _numba() is not None
 
 
+_thread_counts = threading.local()  # numba's thread count is per calling thread, like torch's
+
+
 def threads() -> None:
     """Give the loops torch's thread count (what llmzip's `threads=` sets), within numba's pool."""
-    numba = _numba()
-    numba.set_num_threads(max(1, min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS)))
+    wanted = torch.get_num_threads()
+    if getattr(_thread_counts, "last", None) != wanted:  # (setting it costs more than a small loop)
+        numba = _numba()
+        numba.set_num_threads(max(1, min(wanted, numba.config.NUMBA_NUM_THREADS)))
+        _thread_counts.last = wanted
 
 
 @functools.lru_cache(maxsize=None)

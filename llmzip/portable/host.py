@@ -5,7 +5,8 @@ values) and a torch operation's fixed cost (a few microseconds of dispatch) outw
 numpy's is a fraction of that. This module is the step of `PortableLlama._hidden` and its output
 layer written with numpy arrays: each line is the operation of the torch code it mirrors, on the
 same int64 and float64 values (Python's operators mean the same exact operations on both), and
-the int8 products still run through `arith.int8_products`. Nothing here is a new definition: the
+the int8 products still run through `arith.int8_products`; where `llama` runs its element-wise
+chains as fused loops (`fused`), so does the step, through the same functions. Nothing here is a new definition: the
 exactness argument of `llama` covers it line for line, and tests/test_portable.py checks that
 stepping (this module) and full-sequence forwards (torch) give the same logits.
 
@@ -20,7 +21,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
-from . import arith
+from . import arith, fused
 
 if TYPE_CHECKING:  # pragma: no cover
     from .llama import KVCache, Linear, PortableLlama, RMSNorm
@@ -45,6 +46,12 @@ class _Host:
         self.exp = arith.exp_table(torch.device("cpu"), torch.float64).numpy()
 
 
+def _fused() -> bool:
+    from .llama import fused_on_cpu
+
+    return fused_on_cpu()
+
+
 def _host(engine: "PortableLlama") -> _Host:
     views = getattr(engine, "_host_views", None)
     if views is None:
@@ -52,11 +59,17 @@ def _host(engine: "PortableLlama") -> _Host:
     return views
 
 
-def _quantize_rows(values: np.ndarray, fraction: int, levels: int):
-    """llama.quantize_rows of (R, K) int64 rows (overwritten): the int8 rows for the product
-    (halves stacked for 16 bits) as a tensor, and the rows' Scale as arrays."""
-    from .llama import INT8_LEVELS, row_scales
+def _quantize_rows(values: np.ndarray, fraction: int, levels: int, weight: np.ndarray | None = None,
+                   amax: np.ndarray | None = None):
+    """llama.quantize_rows of (R, K) int64 rows (times `weight`, if given; may be overwritten):
+    the int8 rows for the product (halves stacked for 16 bits) as a tensor, whether they are
+    halves, and the rows' Scale as arrays."""
+    from .llama import INT8_LEVELS, quantize_rows_fused, row_scales
 
+    if _fused():
+        return quantize_rows_fused(values, fraction, levels, weight, amax)
+    if weight is not None:
+        values = values * weight
     down, r, shift, scale = row_scales(np.abs(values).max(axis=-1), fraction, levels)
     values >>= down[:, None]
     values *= r[:, None]
@@ -73,30 +86,40 @@ def _quantize_rows(values: np.ndarray, fraction: int, levels: int):
 
 def _norm(host: _Host, norm: "RMSNorm", h: np.ndarray, levels: int):
     """llama.RMSNorm.__call__ of (R, D) rows."""
-    from .llama import FRACTION, MANTISSA_BITS, Scale
+    from .llama import _NO_WEIGHT, FRACTION, MANTISSA_BITS, Scale
 
     weight, eps_units, weight_mantissa, weight_exponent = host.norms[id(norm)]
     square_bits = (60 - (norm.dim - 1).bit_length()) // 2
-    s = arith.bit_length_small(np.abs(h).max(axis=-1) >> square_bits)
-    hs = h >> s[:, None]
-    total = (hs * hs).sum(axis=-1) + eps_units[s]
+    if _fused():
+        loops = fused.kernels()
+        s = arith.bit_length_small(loops.largest_magnitudes(h, _NO_WEIGHT, False) >> square_bits)
+        squares = loops.square_sums(h, s)
+    else:
+        s = arith.bit_length_small(np.abs(h).max(axis=-1) >> square_bits)
+        hs = h >> s[:, None]
+        squares = (hs * hs).sum(axis=-1)
+    total = squares + eps_units[s]
     m, e = arith.normalize(total, 40)
     odd = e & 1
     m, e = m << odd, e - odd
     root = arith.isqrt(arith.div_round(m << 20, norm.dim))
     inv = Scale(*arith.normalize_small(arith.div_round(1 << 60, root), MANTISSA_BITS))
     inv = Scale(inv.mantissa, inv.exponent - 60 - ((e - 20) >> 1) + FRACTION - s)
-    rows, halves, scale = _quantize_rows(h * weight, FRACTION, levels)
+    rows, halves, scale = _quantize_rows(h, FRACTION, levels, weight=weight)
     return rows, halves, scale.times(inv).times(Scale(weight_mantissa, weight_exponent))
 
 
 def _linear(host: _Host, linear: "Linear", rows: torch.Tensor, halves: bool, scale) -> np.ndarray:
     """llama.Linear.__call__: (R, N) int64."""
-    from .llama import FRACTION
+    from .llama import FRACTION, rescale_fused
 
     column_mantissa, bias = host.linears[id(linear)]
     acc = arith.int8_products(rows, linear.weight_t, linear.weight_float).numpy()
     count = scale.mantissa.shape[0]
+    if _fused():
+        shift = np.minimum(np.maximum(-(linear.exponent + FRACTION) - scale.exponent, 0), 62)
+        return rescale_fused(acc, halves, column_mantissa, scale.mantissa, shift, bias,
+                             np.empty((count, acc.shape[1]), dtype=np.int64))
     if halves:
         y = acc[:count].astype(np.int64)
         y *= 256
@@ -121,7 +144,7 @@ def _clip(x: np.ndarray, limit: int) -> np.ndarray:
 def step_logits(engine: "PortableLlama", tokens: torch.Tensor, cache: "KVCache") -> torch.Tensor:
     """`PortableLlama.forward(tokens, cache)` for tokens (rows, 1) on the CPU: logits (rows, 1, V)."""
     from .llama import (ACTIVATION_LEVELS, ATTENTION_BITS, FRACTION, ROTARY_BITS, _ACTIVATION_LIMIT, _MLP_LIMIT,
-                        _QK_LIMIT)
+                        _QK_LIMIT, table_softmax_fused)
 
     host = _host(engine)
     rows = tokens.shape[0]
@@ -158,37 +181,59 @@ def step_logits(engine: "PortableLlama", tokens: torch.Tensor, cache: "KVCache")
         if k.dtype != np.float64:
             k, vv = k.astype(np.float64), vv.astype(np.float64)
         scores = np.matmul(q.reshape(rows, kv_heads, group, dim), np.swapaxes(k, -1, -2))  # (rows, kv, group, seen)
-        top = np.floor(scores.max(axis=-1, keepdims=True) + 0.5) - 0.5
-        gaps = np.ceil(top - scores)
-        np.minimum(gaps, arith.EXP_TABLE_SIZE - 1, out=gaps)
-        weights = host.exp[gaps.astype(np.intp)]
-        total = weights.sum(axis=-1, keepdims=True)
-        r, shift = arith.reciprocal(total.astype(np.int64), 18)
-        weights *= r.astype(np.float64) * arith.pow2_float(ATTENTION_BITS - shift)
-        weights += 0.5
-        p = np.floor(weights, out=weights)
+        if _fused():
+            p = table_softmax_fused(scores.reshape(-1, scores.shape[-1]), 1).reshape(scores.shape)
+        else:
+            p = _table_softmax(host, scores)
         attended = np.matmul(p, vv)  # (rows, kv, group, dim)
         attended *= 2.0 ** -ATTENTION_BITS
         attended += 0.5
         attended = np.floor(attended, out=attended).astype(np.int64).reshape(rows, heads * dim)
         h += _linear(host, out, *_quantize_rows(attended, FRACTION, ACTIVATION_LEVELS["o"]))
         _clip(h, _ACTIVATION_LIMIT)
-        y = _clip(_linear(host, gate_up, *_norm(host, norm2, h, ACTIVATION_LEVELS["gate_up"])), _MLP_LIMIT)
-        inner = y.shape[-1] // 2
-        gate, up = y[:, :inner], y[:, inner:]
-        # arith.silu_fixed_: round(|x| * p / 2^30) + min(x, 0), then times up.
-        size = np.abs(gate)
-        index_ = size + (1 << (FRACTION - arith.SIGMOID_FRACTION_BITS - 1))
-        index_ >>= FRACTION - arith.SIGMOID_FRACTION_BITS
-        np.minimum(index_, host.sigmoid.shape[0] - 1, out=index_)
-        mixed = host.sigmoid[index_]
-        mixed *= size
-        mixed += 1 << (arith.EXP_ONE_BITS - 1)
-        mixed >>= arith.EXP_ONE_BITS
-        mixed += np.minimum(gate, 0)
-        mixed *= up
-        h += _linear(host, down, *_quantize_rows(mixed, 2 * FRACTION, ACTIVATION_LEVELS["down"]))
+        y = _linear(host, gate_up, *_norm(host, norm2, h, ACTIVATION_LEVELS["gate_up"]))
+        if _fused():  # clamps gate and up itself
+            mixed, tops = fused.kernels().silu_product(y, _MLP_LIMIT, host.sigmoid, FRACTION - arith.SIGMOID_FRACTION_BITS,
+                                                       host.sigmoid.shape[0] - 1, arith.EXP_ONE_BITS)
+        else:
+            mixed, tops = _silu_product(host, _clip(y, _MLP_LIMIT)), None
+        h += _linear(host, down, *_quantize_rows(mixed, 2 * FRACTION, ACTIVATION_LEVELS["down"], amax=tops))
         _clip(h, _ACTIVATION_LIMIT)
     cache.length = end
     logits = _linear(host, engine.lm_head, *_norm(host, engine.final_norm, h, ACTIVATION_LEVELS["lm_head"]))
     return torch.from_numpy(logits).view(rows, 1, -1)
+
+
+def _table_softmax(host: _Host, scores: np.ndarray) -> np.ndarray:
+    """llama._table_softmax of a step's scores (no key hidden: a step reads only the keys it sees)."""
+    from .llama import _RECIPROCAL_BITS, ATTENTION_BITS
+
+    top = np.floor(scores.max(axis=-1, keepdims=True) + 0.5) - 0.5
+    gaps = np.ceil(top - scores)
+    np.minimum(gaps, arith.EXP_TABLE_SIZE - 1, out=gaps)
+    weights = host.exp[gaps.astype(np.intp)]
+    total = weights.sum(axis=-1, keepdims=True)
+    r, shift = arith.reciprocal(total.astype(np.int64), _RECIPROCAL_BITS)
+    weights *= r.astype(np.float64) * arith.pow2_float(ATTENTION_BITS - shift)
+    weights += 0.5
+    return np.floor(weights, out=weights)
+
+
+def _silu_product(host: _Host, y: np.ndarray) -> np.ndarray:
+    """arith.silu_fixed_(gate) * up for the halves gate, up of each (clamped) row."""
+    from .llama import FRACTION
+
+    inner = y.shape[-1] // 2
+    gate, up = y[:, :inner], y[:, inner:]
+    # arith.silu_fixed_: round(|x| * p / 2^30) + min(x, 0), then times up.
+    size = np.abs(gate)
+    index_ = size + (1 << (FRACTION - arith.SIGMOID_FRACTION_BITS - 1))
+    index_ >>= FRACTION - arith.SIGMOID_FRACTION_BITS
+    np.minimum(index_, host.sigmoid.shape[0] - 1, out=index_)
+    mixed = host.sigmoid[index_]
+    mixed *= size
+    mixed += 1 << (arith.EXP_ONE_BITS - 1)
+    mixed >>= arith.EXP_ONE_BITS
+    mixed += np.minimum(gate, 0)
+    mixed *= up
+    return mixed

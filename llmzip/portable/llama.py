@@ -76,13 +76,18 @@ HOST_SCALARS = True  # per-row numbers in numpy on the CPU (see `arith`'s roundi
 FUSED = True  # element-wise chains as fused loops on the CPU where numba is installed (`fused`)
 
 
-def _fused(t: torch.Tensor) -> bool:
-    """Whether `t`'s element-wise chains run as `fused` loops: on the CPU, with per-row numbers in
-    numpy, where numba is installed. The same integers either way."""
-    if FUSED and HOST_SCALARS and t.device.type == "cpu" and fused.available():
+def fused_on_cpu() -> bool:
+    """Whether element-wise chains on the CPU run as `fused` loops (with per-row numbers in numpy,
+    where numba is installed). The same integers either way."""
+    if FUSED and HOST_SCALARS and fused.available():
         fused.threads()
         return True
     return False
+
+
+def _fused(t: torch.Tensor) -> bool:
+    """`fused_on_cpu`, for a tensor's chain."""
+    return t.device.type == "cpu" and fused_on_cpu()
 
 
 def _host(t: torch.Tensor):
@@ -166,7 +171,9 @@ def quantize_rows(values: torch.Tensor, fraction: int, levels: int = INT8_LEVELS
     shape = values.shape[:-1]
     values = values.reshape(-1, values.shape[-1])
     if _fused(values):
-        return _quantize_rows_fused(values, fraction, levels, weight, amax, shape)
+        rows, halves, scale = quantize_rows_fused(values.numpy(), fraction, levels,
+                                                  None if weight is None else weight.numpy(), amax)
+        return Activations(rows, halves, shape, scale)
     if weight is not None:
         values = values * weight
     down, r, shift, scale = row_scales(_host(largest_magnitudes(values)) if amax is None else amax, fraction, levels)
@@ -181,22 +188,31 @@ def quantize_rows(values: torch.Tensor, fraction: int, levels: int = INT8_LEVELS
 
 
 _NO_WEIGHT = np.zeros(1, dtype=np.int64)  # what a fused loop reads for an absent weight or bias
-_NO_MASK = torch.zeros((1, 1), dtype=torch.bool)  # ... or an absent attention mask
+_NO_MASK = np.zeros((1, 1), dtype=np.bool_)  # ... or an absent attention mask
 
 
-def _quantize_rows_fused(values: torch.Tensor, fraction: int, levels: int, weight: torch.Tensor | None,
-                         amax: np.ndarray | None, shape: tuple[int, ...]) -> Activations:
-    """`quantize_rows` in two fused loops (the largest magnitudes, then the integers)."""
+def quantize_rows_fused(rows: np.ndarray, fraction: int, levels: int, weight: np.ndarray | None = None,
+                        amax: np.ndarray | None = None) -> tuple[torch.Tensor, bool, Scale]:
+    """`quantize_rows` of (R, K) int64 rows (numpy, on the CPU) in two fused loops, the largest
+    magnitudes (unless given) and the integers: the int8 rows (halves stacked for 16 bits), whether
+    they are halves, and the rows' Scale as arrays. The decoding step (`host`) calls it too."""
     loops = fused.kernels()
-    rows = values.numpy()
-    w = _NO_WEIGHT if weight is None else weight.numpy()
+    w = _NO_WEIGHT if weight is None else weight
     if amax is None:
         amax = loops.largest_magnitudes(rows, w, weight is not None)
     down, r, shift, scale = row_scales(amax, fraction, levels)
     halves = levels > INT8_LEVELS
-    out = torch.empty(((2 if halves else 1) * rows.shape[0], rows.shape[1]), dtype=torch.int8)
-    loops.quantize(rows, w, weight is not None, down, r, arith.half_of(shift), shift, halves, out.numpy())
-    return Activations(out, halves, shape, scale)
+    out = np.empty(((2 if halves else 1) * rows.shape[0], rows.shape[1]), dtype=np.int8)
+    loops.quantize(rows, w, weight is not None, down, r, arith.half_of(shift), shift, halves, out)
+    return torch.from_numpy(out), halves, scale
+
+
+def rescale_fused(products: np.ndarray, halves: bool, column_mantissa: np.ndarray, row_mantissa: np.ndarray,
+                  shift: np.ndarray, bias: np.ndarray | None, out: np.ndarray) -> np.ndarray:
+    """`Linear.__call__` after its int8 product, in one fused loop into `out` (R, N) int64."""
+    fused.kernels().rescale(products, halves, column_mantissa, row_mantissa, arith.half_of(shift), shift,
+                            _NO_WEIGHT if bias is None else bias, bias is not None, out)
+    return out
 
 
 def largest_magnitudes(values: torch.Tensor) -> torch.Tensor:
@@ -299,9 +315,8 @@ class Linear:
         count = x.scale.mantissa.shape[0]
         if _fused(acc):
             y = torch.empty((count, acc.shape[1]), dtype=torch.int64) if out is None else out
-            fused.kernels().rescale(acc.numpy(), x.halves, self.mantissa.numpy(), x.scale.mantissa, arith.half_of(shift),
-                                    shift, _NO_WEIGHT if self.bias is None else self.bias.numpy(), self.bias is not None,
-                                    y.numpy())
+            rescale_fused(acc.numpy(), x.halves, self.mantissa.numpy(), x.scale.mantissa, shift,
+                          None if self.bias is None else self.bias.numpy(), y.numpy())
             return y.view(*x.shape, y.shape[-1])
         if x.halves and _int32_sum_fits(acc[:count], self.weight_t.shape[0]):
             acc = torch.add(acc[count:], acc[:count], alpha=256, out=acc[count:])  # int32, exact: see _int32_sum_fits
@@ -425,12 +440,18 @@ def _table_softmax(scores: torch.Tensor, hidden: torch.Tensor | None, start: int
 
 
 def _table_softmax_fused(scores: torch.Tensor, hidden: torch.Tensor | None, start: int) -> torch.Tensor:
-    """`_table_softmax` as one fused loop (`fused.table_softmax`): the same weights."""
+    """`_table_softmax` as one fused loop: the same weights."""
     keys = scores.shape[-1]
-    p = torch.empty_like(scores)
-    fused.kernels().table_softmax(scores.view(-1, keys).numpy(), scores.shape[-2], (_NO_MASK if hidden is None else hidden).numpy(),
-                                  start, hidden is not None, arith.exp_table(scores.device).numpy(), _RECIPROCAL_BITS,
-                                  ATTENTION_BITS, p.view(-1, keys).numpy())
+    p = table_softmax_fused(scores.view(-1, keys).numpy(), scores.shape[-2], None if hidden is None else hidden.numpy(), start)
+    return torch.from_numpy(p).view(scores.shape)
+
+
+def table_softmax_fused(scores: np.ndarray, queries: int, hidden: np.ndarray | None = None, start: int = 0) -> np.ndarray:
+    """`_table_softmax` of (rows, keys) float64 scores whose rows are (head, query) pairs, query =
+    row % queries (`fused.table_softmax`); the decoding step (`host`) calls it too."""
+    p = np.empty_like(scores)
+    fused.kernels().table_softmax(scores, queries, _NO_MASK if hidden is None else hidden, start, hidden is not None,
+                                  arith.exp_table(torch.device("cpu")).numpy(), _RECIPROCAL_BITS, ATTENTION_BITS, p)
     return p
 
 
