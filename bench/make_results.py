@@ -439,6 +439,12 @@ def concurrency_section(path: Path) -> str:
     return "\n".join(lines) + "\n"
 
 
+def software(env: dict) -> str:
+    """torch and llmzip (with the commit, where recorded) a run used, and numba where recorded."""
+    commit = f" (commit {env['llmzip_git']})" if env.get("llmzip_git") else ""
+    return f"torch {env['torch']}, llmzip {env['llmzip']}{commit}" + (f", numba {env['numba']}" if env.get("numba") else "")
+
+
 def portable_section(path: Path) -> str:
     """bench/portable_engine.py: the portable integer engine against the float engine, same run, same threads."""
     lines, r = pending_or_results(path, "Portable engine against the float engine (`bench/portable_engine.py`)",
@@ -450,11 +456,12 @@ def portable_section(path: Path) -> str:
     env, settings = r["environment"], r["settings"]
     lines += [
         f"- date: {r['date']}; machine: {env['cpu']} (ATen capability {env['cpu_capability']}), "
-        f"{env['threads']} torch threads for both engines; torch {env['torch']}, llmzip {env['llmzip']}",
+        f"{env['threads']} torch threads for both engines; {software(env)}",
         f"- first {settings['bytes']:,} bytes of each file, context {settings['context']}, model {settings['model']}; "
         f"float engine: transformers, float32, every window stepped in both directions; portable engine: the same "
         f"windows from BOS (level 1) with its default mixer, full-sequence forwards to compress, stepping to "
-        f"decompress; {settings['repeats']} run(s) each, medians",
+        f"decompress (its element-wise chains as fused numba loops on the CPU, from commit c4bc111 on); "
+        f"{settings['repeats']} run(s) each, medians",
         f"- command: `{r['command']}`; building the integer model from the float weights took "
         f"{r['portable_build_seconds']:.1f} s (once per loaded model, not in the timings)",
     ]
@@ -535,8 +542,8 @@ def levels_section(path: Path) -> str:
     decode_files = ", ".join(settings["decode_files"])
     lines += [
         f"- date: {r['date']}; machine: {env['cpu']} (ATen capability {env['cpu_capability']}), {env['threads']} "
-        f"torch threads; torch {env['torch']}, llmzip {env['llmzip']}; model {settings['model']}, engine "
-        f"{settings['engine']}",
+        f"torch threads; {software(env)}; model {settings['model']}, engine {settings['engine']} (speeds before "
+        f"the fused CPU loops of commit c4bc111 where the commit is older)",
         f"- compression: the first {settings['bytes']:,} bytes of {', '.join(settings['files'])}; bits per byte "
         f"pooled over them, whole .llmz files (header included). Decompression: the first "
         f"{settings['decode_bytes']:,} bytes of {decode_files}, decoded and compared with the input.",

@@ -240,6 +240,7 @@ def environment(device: str | None = None, dtype: str | None = None) -> dict[str
         "transformers": _version("transformers"),
         "constriction": _version("constriction"),
         "numpy": _version("numpy"),
+        "numba": _version("numba"),
         "triton": _version("triton"),
         "python": platform.python_version(),
         "platform": platform.platform(),
