@@ -33,8 +33,9 @@ Why the result is the same on any CPU or GPU, for any batch and for prefill as f
 4. Where a value is computed in more than one way for speed (16-bit halves summed in int32 where
    a measured bound allows it or else in int64, a float64 or float32 KV cache, attention in
    query blocks, the output layer and the quantizer a block of rows at a time, a decoding step
-   of a few windows on the CPU in numpy, `host`, the linear layers and the quantizer as Triton
-   kernels on GPUs, whose int8 `tl.dot` sums in int32 exactly), every way is exact, so each gives
+   of a few windows on the CPU in numpy, `host`, the element-wise chains as fused numba loops on
+   the CPU, `fused`, the linear layers and the quantizer as Triton kernels on GPUs, whose int8
+   `tl.dot` sums in int32 exactly), every way is exact, so each gives
    the same integers (tests/test_portable.py and tests/test_kernels.py compare them).
 Bounds that keep every int64 and every float product exact are stated where they are relied on.
 """
