@@ -175,8 +175,9 @@ def kernels() -> types.SimpleNamespace:
     @jit
     def table_softmax(scores, queries, hidden, start, has_hidden, table, weight_bits, attention_bits, out):
         """Attention's weights for one block of queries (`llama.PortableLlama._attend`, from the
-        scores to p, whose total is about 2^attention_bits): rows of `scores` are (head, query) pairs, query = row % queries; keys from `start`
-        on are hidden where `hidden[query, key - start]`. Per row: a = floor(max + 1/2) - 1/2
+        scores to p, whose total is about 2^attention_bits): rows of `scores` are (head, query)
+        pairs, query = row % queries; keys from `start` on are hidden where
+        `hidden[query, key - start]`. Per row: a = floor(max + 1/2) - 1/2
         over the visible scores, w = table[min(ceil(a - s), last)] (0 for a hidden key), the
         total of w and `arith.reciprocal`'s r = floor(2^k / total), k = bit_length(total) +
         weight_bits - 1, then with d = k - attention_bits, p = (w r + 2^(d - 1)) >> d: the torch
@@ -212,8 +213,9 @@ def kernels() -> types.SimpleNamespace:
 
     loops = (rescale, largest_magnitudes, quantize, square_sums, silu_product, table_softmax)
     square_sums(np.zeros((1, 1), np.int64), np.zeros(1, np.int64))  # starts numba's pool: its kind is known after
-    if numba.threading_layer() not in ("omp", "tbb"):  # the workqueue pool: one caller at a time
-        loops = tuple(_taking_turns(loop, threading.Lock()) for loop in loops)
+    if numba.threading_layer() not in ("omp", "tbb"):  # the workqueue pool: one caller at a time, whichever loop
+        lock = threading.Lock()
+        loops = tuple(_taking_turns(loop, lock) for loop in loops)
     return types.SimpleNamespace(**{loop.__name__: loop for loop in loops})
 
 

@@ -6,8 +6,8 @@ numpy's is a fraction of that. This module is the step of `PortableLlama._hidden
 layer written with numpy arrays: each line is the operation of the torch code it mirrors, on the
 same int64 and float64 values (Python's operators mean the same exact operations on both), and
 the int8 products still run through `arith.int8_products`; where `llama` runs its element-wise
-chains as fused loops (`fused`), so does the step, through the same functions. Nothing here is a new definition: the
-exactness argument of `llama` covers it line for line, and tests/test_portable.py checks that
+chains as fused loops (`fused`), so does the step, through the same functions. Nothing here is a
+new definition: the exactness argument of `llama` covers it line for line, and tests/test_portable.py checks that
 stepping (this module) and full-sequence forwards (torch) give the same logits.
 
 One difference of form, no difference of value: a step of a sliding-window model reads only the
@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
-from . import arith, fused
+from . import arith
 
 if TYPE_CHECKING:  # pragma: no cover
     from .llama import KVCache, Linear, PortableLlama, RMSNorm
@@ -86,14 +86,12 @@ def _quantize_rows(values: np.ndarray, fraction: int, levels: int, weight: np.nd
 
 def _norm(host: _Host, norm: "RMSNorm", h: np.ndarray, levels: int):
     """llama.RMSNorm.__call__ of (R, D) rows."""
-    from .llama import _NO_WEIGHT, FRACTION, MANTISSA_BITS, Scale
+    from .llama import FRACTION, MANTISSA_BITS, Scale, norm_sums_fused
 
     weight, eps_units, weight_mantissa, weight_exponent = host.norms[id(norm)]
     square_bits = (60 - (norm.dim - 1).bit_length()) // 2
     if _fused():
-        loops = fused.kernels()
-        s = arith.bit_length_small(loops.largest_magnitudes(h, _NO_WEIGHT, False) >> square_bits)
-        squares = loops.square_sums(h, s)
+        s, squares = norm_sums_fused(h, square_bits)
     else:
         s = arith.bit_length_small(np.abs(h).max(axis=-1) >> square_bits)
         hs = h >> s[:, None]
@@ -144,7 +142,7 @@ def _clip(x: np.ndarray, limit: int) -> np.ndarray:
 def step_logits(engine: "PortableLlama", tokens: torch.Tensor, cache: "KVCache") -> torch.Tensor:
     """`PortableLlama.forward(tokens, cache)` for tokens (rows, 1) on the CPU: logits (rows, 1, V)."""
     from .llama import (ACTIVATION_LEVELS, ATTENTION_BITS, FRACTION, ROTARY_BITS, _ACTIVATION_LIMIT, _MLP_LIMIT,
-                        _QK_LIMIT, table_softmax_fused)
+                        _QK_LIMIT, silu_product_fused, table_softmax_fused)
 
     host = _host(engine)
     rows = tokens.shape[0]
@@ -193,8 +191,7 @@ def step_logits(engine: "PortableLlama", tokens: torch.Tensor, cache: "KVCache")
         _clip(h, _ACTIVATION_LIMIT)
         y = _linear(host, gate_up, *_norm(host, norm2, h, ACTIVATION_LEVELS["gate_up"]))
         if _fused():  # clamps gate and up itself
-            mixed, tops = fused.kernels().silu_product(y, _MLP_LIMIT, host.sigmoid, FRACTION - arith.SIGMOID_FRACTION_BITS,
-                                                       host.sigmoid.shape[0] - 1, arith.EXP_ONE_BITS)
+            mixed, tops = silu_product_fused(y)
         else:
             mixed, tops = _silu_product(host, _clip(y, _MLP_LIMIT)), None
         h += _linear(host, down, *_quantize_rows(mixed, 2 * FRACTION, ACTIVATION_LEVELS["down"], amax=tops))

@@ -216,6 +216,23 @@ def rescale_fused(products: np.ndarray, halves: bool, column_mantissa: np.ndarra
     return out
 
 
+def norm_sums_fused(rows: np.ndarray, square_bits: int) -> tuple[np.ndarray, np.ndarray]:
+    """RMSNorm's shift s = bit_length(max|h| >> square_bits) and sum of (h >> s)^2 per row of (R, D)
+    int64 rows (numpy, on the CPU), in two fused loops; the decoding step (`host`) calls it too."""
+    loops = fused.kernels()
+    s = arith.bit_length_small(loops.largest_magnitudes(rows, _NO_WEIGHT, False) >> square_bits)
+    return s, loops.square_sums(rows, s)
+
+
+def silu_product_fused(gate_up: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """SiLU(gate) * up for (R, 2N) int64 rows of gate and up (numpy, on the CPU), each clamped to
+    +-_MLP_LIMIT as `PortableLlama._mlp_middle` does, in one fused loop; and each row's largest
+    magnitude. The decoding step (`host`) calls it too."""
+    table = arith._sigmoid_table("cpu", None).numpy()
+    index_shift = FRACTION - arith.SIGMOID_FRACTION_BITS  # arith.silu_fixed_'s rounding shift (>= 1 here)
+    return fused.kernels().silu_product(gate_up, _MLP_LIMIT, table, index_shift, table.shape[0] - 1, arith.EXP_ONE_BITS)
+
+
 def largest_magnitudes(values: torch.Tensor) -> torch.Tensor:
     """max |v| along the last dimension of int64 values (above -2^63), from one min-max pass: no
     temporary of |v|."""
@@ -393,9 +410,7 @@ class RMSNorm:
         # s = max(bit_length(max|h|) - square_bits, 0) = bit_length(max|h| >> square_bits).
         square_bits = (60 - (self.dim - 1).bit_length()) // 2
         if _fused(h):
-            loops, flat = fused.kernels(), h.reshape(-1, self.dim).numpy()
-            s = arith.bit_length_small(loops.largest_magnitudes(flat, _NO_WEIGHT, False) >> square_bits)
-            squares = loops.square_sums(flat, s)
+            s, squares = norm_sums_fused(h.reshape(-1, self.dim).numpy(), square_bits)
         else:
             s = arith.bit_length_small(_host(largest_magnitudes(h)) >> square_bits)
             hs = h >> _tensor(s, h.device)[..., None]
@@ -673,10 +688,7 @@ class PortableLlama:
         clamped to +-2^31 (real values below 2^15), so that the product (fixed point 2 *
         FRACTION) stays below 2^62."""
         if _fused(gate_up):
-            table = arith._sigmoid_table("cpu", None)
-            index_shift = FRACTION - arith.SIGMOID_FRACTION_BITS  # arith.silu_fixed_'s rounding shift (>= 1 here)
-            mixed, tops = fused.kernels().silu_product(gate_up.reshape(-1, gate_up.shape[-1]).numpy(), _MLP_LIMIT,
-                                                        table.numpy(), index_shift, table.numel() - 1, arith.EXP_ONE_BITS)
+            mixed, tops = silu_product_fused(gate_up.reshape(-1, gate_up.shape[-1]).numpy())
             return quantize_rows(torch.from_numpy(mixed).view(*gate_up.shape[:-1], -1), 2 * FRACTION,
                                  ACTIVATION_LEVELS["down"], amax=tops)
         gate, up = gate_up.clamp_(-_MLP_LIMIT, _MLP_LIMIT).chunk(2, dim=-1)
