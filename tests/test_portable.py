@@ -202,6 +202,26 @@ def test_prefill_equals_stepping_and_batch_does_not_matter(architectures, kind):
     assert torch.equal(engine.forward(tokens[:1, :23]), full[:1, :23])  # a shorter window
 
 
+def test_rotary_tables_grow_by_doubling_with_the_same_rows(llama, monkeypatch):
+    """A decoder asks for one more position at each step; recomputing the tables (Python integers
+    from position 0) at every step past 512 once took a fifth of decoding's time."""
+    engine = PortableLlama(llama.model)
+    calls = []
+    real = arith.rotary_tables
+    monkeypatch.setattr(arith, "rotary_tables", lambda positions, *rest: calls.append(positions) or real(positions, *rest))
+    for end in range(1, 1025):  # a decoder stepping through the model's 1,024 positions
+        cos, sin = engine._rotary_tables(end)
+    assert calls == [512, 1024]
+    assert cos.shape[0] == 1024
+    fresh = PortableLlama(llama.model)
+    fresh_cos, fresh_sin = fresh._rotary_tables(1024)
+    assert torch.equal(cos, fresh_cos) and torch.equal(sin, fresh_sin)
+    from llmzip.portable.llama import ROTARY_BITS
+
+    assert torch.equal(engine._rotary_tables(300)[0][:300],
+                       real(300, engine.head_dim, engine.theta, engine.position_scale, ROTARY_BITS)[0])
+
+
 @pytest.mark.parametrize("kind", ["llama", "qwen2", "mistral"])
 def test_every_implementation_path_gives_the_same_integers(architectures, kind, monkeypatch):
     """The engine computes some numbers in more than one way (chosen by device, size or measured

@@ -569,9 +569,11 @@ class PortableLlama:
     def _rotary_tables(self, positions: int) -> tuple[torch.Tensor, torch.Tensor]:
         """cos and sin tables; sin with its first half negated, so that a rotation is
         x * cos + roll(x, half) * sin (Llama's rotate_half is (-x2, x1) = roll(x, half) with the
-        first half negated)."""
-        if self._rotary is None or self._rotary[0].shape[0] < positions:
-            size = max(positions, 512)
+        first half negated). They grow by doubling: a decoder asks for one more position at each
+        step, and a table is computed from position 0 on (row p is the same in any size)."""
+        held = 0 if self._rotary is None else self._rotary[0].shape[0]
+        if held < positions:
+            size = max(positions, min(max(512, 2 * held), self.max_positions))
             cos, sin = arith.rotary_tables(size, self.head_dim, self.theta, self.position_scale, ROTARY_BITS)
             half = self.head_dim // 2
             sin = torch.cat([-sin[:, :half], sin[:, half:]], dim=1)
