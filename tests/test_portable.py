@@ -334,6 +334,21 @@ def test_fused_loops_give_the_torch_codes_integers_at_the_bounds(monkeypatch):
     for levels in (INT8_LEVELS, INT16_LEVELS):
         for weight in (None, norm_weight):
             assert same_rows(*both(quantize_rows, values.view(2, 8, 96), FRACTION, levels, weight=weight))
+    # a row's largest magnitude at every bit length up to the clamp's, at 2^k - 1, 2^k and 2^k + 1
+    # (the row scales' and the norm's shifts, roundings and integer square root change there)
+    spread = torch.randint(-3, 4, (3 * 41, 96), generator=generator)
+    for k in range(41):
+        for offset, top in enumerate(((1 << k) - 1, 1 << k, min((1 << k) + 1, portable_llama._ACTIVATION_LIMIT))):
+            spread[3 * k + offset, (5 * k) % 96] = top if k % 2 else -top
+    float_norm = torch.randn(96, generator=generator)
+    float_norm[7] = 40.0  # one weight far above the others
+    norm = portable_llama.RMSNorm.from_float(float_norm, 1e-5, torch.device("cpu"))
+    for levels in (INT8_LEVELS, INT16_LEVELS):
+        assert same_rows(*both(quantize_rows, spread.clone(), FRACTION, levels, weight=norm_weight))
+        assert same_rows(*both(quantize_rows, spread.clone(), 2 * FRACTION, levels,
+                               amax=spread.abs().amax(dim=-1).numpy()))
+        for rows in (spread, values):
+            assert same_rows(*both(norm, rows, levels))
     float_weight = torch.randn(40, 96, generator=generator)
     float_weight[3] *= 1000  # one channel far larger than the others
     for bias in (None, torch.randn(40, generator=generator)):
@@ -351,6 +366,29 @@ def test_fused_loops_give_the_torch_codes_integers_at_the_bounds(monkeypatch):
     table = arith.exp_table(torch.device("cpu"), torch.float64)
     for mask, start in ((None, 0), (hidden, 32)):
         assert torch.equal(_table_softmax_fused(scores.clone(), mask, start), _table_softmax(scores.clone(), mask, start, table))
+
+
+def test_fused_row_arithmetic_is_exact():
+    """The fused loops' per-row integer helpers against Python's integers: exact where the 12-bit
+    scales they feed would hide most errors."""
+    from llmzip.portable import fused
+
+    loops = fused.kernels()
+    rng = random.Random(5)
+    roots = [1, 2, 3, (1 << 26) - 1, (1 << 31) - 1, 3037000499] + [rng.randrange(1, 1 << 31) for _ in range(300)]
+    squares = sorted({v for r in roots for v in (r * r - 1, r * r, r * r + 1, r * r + 2 * r) if 0 <= v < 1 << 62})
+    for value in squares + [0, (1 << 62) - 1]:
+        assert loops.isqrt(value) == math.isqrt(value), value
+    values = [1, 2, 3, 4095, 4096, 4097, 8191, (1 << 53) + 1, (1 << 62) - 1] + [rng.randrange(1, 1 << 62) >> rng.randrange(62)
+                                                                                  for _ in range(500)]
+    for value in values:
+        assert loops.bit_length(value) == value.bit_length()
+        for bits in (12, 40):
+            mantissa, exponent = (int(x[0]) for x in arith.normalize(np.array([value]), bits))
+            assert loops.rounded_to_bits(value, bits) == (mantissa, exponent), (value, bits)
+        denominator = max(1, value >> rng.randrange(62))
+        numerator = rng.randrange(0, 1 << 60)
+        assert loops.div_round(numerator, denominator) == (2 * numerator + denominator) // (2 * denominator)
 
 
 def test_int32_sums_of_halves_are_taken_only_where_they_fit():

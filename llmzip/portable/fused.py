@@ -85,6 +85,7 @@ def kernels() -> types.SimpleNamespace:
     """The compiled loops (compiled, or loaded from the disk cache, on first call)."""
     numba = _numba()
     jit = functools.partial(numba.njit, parallel=True, cache=True, nogil=True)
+    scalar = functools.partial(numba.njit, cache=True, nogil=True)  # a row's own numbers, inlined in the loops
     prange = numba.prange
 
     @jit
@@ -116,24 +117,6 @@ def kernels() -> types.SimpleNamespace:
                 top = max(top, abs(v))
             out[i] = top
         return out
-
-    @jit
-    def quantize(values, weight, has_weight, down, r, half, shift, halves, out):
-        """quantize_rows after its row scales: q = ((v >> down) * r + half) >> shift for v = values
-        (or values * weight), into int8 rows, or for 16 bits into the int8 halves of
-        `arith.split_int16` (hi = (q + 128) >> 8 in rows 0..R-1, lo = q - 256 hi in rows R..2R-1)."""
-        rows, columns = values.shape
-        for i in prange(rows):
-            d, m, h, s = down[i], r[i], half[i], shift[i]
-            for j in range(columns):
-                v = values[i, j] * weight[j] if has_weight else values[i, j]
-                q = ((v >> d) * m + h) >> s
-                if halves:
-                    high = (q + 128) >> 8
-                    out[i, j] = high
-                    out[rows + i, j] = q - 256 * high
-                else:
-                    out[i, j] = q
 
     @jit
     def square_sums(h, shift):
@@ -211,12 +194,102 @@ def kernels() -> types.SimpleNamespace:
             for j in range(keys):
                 out[i, j] = (np.int64(out[i, j]) * r + half) >> down
 
-    loops = (rescale, largest_magnitudes, quantize, square_sums, silu_product, table_softmax)
+    @scalar
+    def bit_length(value):
+        """int.bit_length of a non-negative value."""
+        bits = 0
+        while value > 0:
+            bits += 1
+            value >>= 1
+        return bits
+
+    @scalar
+    def rounded_to_bits(value, bits):
+        """`arith.normalize`: value (positive, below 2^62) ~= mantissa * 2^exponent, the mantissa
+        rounded (halves up) to `bits` significant bits."""
+        exponent = bit_length(value) - bits
+        if exponent <= 0:
+            return value << -exponent, exponent
+        return (value + (np.int64(1) << (exponent - 1))) >> exponent, exponent
+
+    @scalar
+    def div_round(numerator, denominator):
+        """`arith.div_round`: round(n / d), halves up, for d > 0."""
+        return (2 * numerator + denominator) // (2 * denominator)
+
+    @scalar
+    def isqrt(value):
+        """floor(sqrt(value)) of a non-negative value below 2^62 (float64's root, then corrected)."""
+        root = np.int64(np.sqrt(np.float64(value)))
+        while root * root > value:
+            root -= 1
+        while (root + 1) * (root + 1) <= value:
+            root += 1
+        return root
+
+    @jit
+    def quantize_rows(values, weight, has_weight, amax, has_amax, fraction, levels, down_bits, mantissa_bits,
+                      halves, out, mantissa, exponent):
+        """`llama.quantize_rows` whole: per row its largest magnitude (unless given), `llama.row_scales`
+        (down = bit_length(max >> down_bits), r = floor(levels 2^s / max(max >> down, 1)) with s its
+        bit length + 16, the Scale from round(2^55 / r)), then q = ((v >> down) r + 2^(s - 1)) >> s
+        into int8 rows, or for 16 bits into the int8 halves of `arith.split_int16` (hi = (q + 128)
+        >> 8 in rows 0..R-1, lo = q - 256 hi in rows R..2R-1)."""
+        rows, columns = values.shape
+        for i in prange(rows):
+            if has_amax:
+                top = amax[i]
+            else:
+                top = np.int64(0)
+                for j in range(columns):
+                    v = values[i, j] * weight[j] if has_weight else values[i, j]
+                    top = max(top, abs(v))
+            down = bit_length(top >> down_bits)
+            largest = max(top >> down, np.int64(1))
+            shift = bit_length(largest) + 16
+            r = (np.int64(levels) << shift) // largest
+            m, extra = rounded_to_bits(div_round(np.int64(1) << 55, r), mantissa_bits)
+            mantissa[i] = m
+            exponent[i] = extra + shift - 55 + down - fraction
+            half = (np.int64(1) << shift) >> 1
+            for j in range(columns):
+                v = values[i, j] * weight[j] if has_weight else values[i, j]
+                q = ((v >> down) * r + half) >> shift
+                if halves:
+                    high = (q + 128) >> 8
+                    out[i, j] = high
+                    out[rows + i, j] = q - 256 * high
+                else:
+                    out[i, j] = q
+
+    @jit
+    def norm_scales(squares, s, eps_units, dim, fraction, mantissa_bits, row_mantissa, row_exponent,
+                    weight_mantissa, weight_exponent, mantissa, exponent):
+        """`llama.RMSNorm.__call__` after the sums of squares and the rows' quantization: the
+        inverse root 2^(fraction - s) sqrt(D / total) as a dyadic number (total ~= m 2^e, e made
+        even, root = isqrt(round(m 2^20 / D)), inverse round(2^60 / root)), then the rows' scales
+        times it and times the norm's weight scale (`llama.Scale.times`, twice)."""
+        for i in prange(squares.shape[0]):
+            m, e = rounded_to_bits(squares[i] + eps_units[s[i]], 40)
+            odd = e & 1
+            m, e = m << odd, e - odd
+            root = isqrt(div_round(m << 20, dim))
+            inverse, extra = rounded_to_bits(div_round(np.int64(1) << 60, root), mantissa_bits)
+            inverse_exponent = extra - 60 - ((e - 20) >> 1) + fraction - s[i]
+            m, extra = rounded_to_bits(row_mantissa[i] * inverse, mantissa_bits)
+            e = row_exponent[i] + inverse_exponent + extra
+            m, extra = rounded_to_bits(m * weight_mantissa, mantissa_bits)
+            mantissa[i] = m
+            exponent[i] = e + weight_exponent + extra
+
+    loops = (rescale, largest_magnitudes, square_sums, silu_product, table_softmax, quantize_rows,
+             norm_scales)
     square_sums(np.zeros((1, 1), np.int64), np.zeros(1, np.int64))  # starts numba's pool: its kind is known after
     if numba.threading_layer() not in ("omp", "tbb"):  # the workqueue pool: one caller at a time, whichever loop
         lock = threading.Lock()
         loops = tuple(_taking_turns(loop, lock) for loop in loops)
-    return types.SimpleNamespace(**{loop.__name__: loop for loop in loops})
+    helpers = (bit_length, rounded_to_bits, div_round, isqrt)  # (no threads: callable from any; tested alone)
+    return types.SimpleNamespace(**{function.__name__: function for function in loops + helpers})
 
 
 def _taking_turns(loop, lock: contextlib.AbstractContextManager):

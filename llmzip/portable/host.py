@@ -86,16 +86,15 @@ def _quantize_rows(values: np.ndarray, fraction: int, levels: int, weight: np.nd
 
 def _norm(host: _Host, norm: "RMSNorm", h: np.ndarray, levels: int):
     """llama.RMSNorm.__call__ of (R, D) rows."""
-    from .llama import FRACTION, MANTISSA_BITS, Scale, norm_sums_fused
+    from .llama import FRACTION, MANTISSA_BITS, Scale, norm_rows_fused
 
     weight, eps_units, weight_mantissa, weight_exponent = host.norms[id(norm)]
-    square_bits = (60 - (norm.dim - 1).bit_length()) // 2
     if _fused():
-        s, squares = norm_sums_fused(h, square_bits)
-    else:
-        s = arith.bit_length_small(np.abs(h).max(axis=-1) >> square_bits)
-        hs = h >> s[:, None]
-        squares = (hs * hs).sum(axis=-1)
+        return norm_rows_fused(h, weight, eps_units, Scale(weight_mantissa, weight_exponent), levels)
+    square_bits = (60 - (norm.dim - 1).bit_length()) // 2
+    s = arith.bit_length_small(np.abs(h).max(axis=-1) >> square_bits)
+    hs = h >> s[:, None]
+    squares = (hs * hs).sum(axis=-1)
     total = squares + eps_units[s]
     m, e = arith.normalize(total, 40)
     odd = e & 1

@@ -194,17 +194,17 @@ _NO_MASK = np.zeros((1, 1), dtype=np.bool_)  # ... or an absent attention mask
 
 def quantize_rows_fused(rows: np.ndarray, fraction: int, levels: int, weight: np.ndarray | None = None,
                         amax: np.ndarray | None = None) -> tuple[torch.Tensor, bool, Scale]:
-    """`quantize_rows` of (R, K) int64 rows (numpy, on the CPU) in two fused loops, the largest
-    magnitudes (unless given) and the integers: the int8 rows (halves stacked for 16 bits), whether
-    they are halves, and the rows' Scale as arrays. The decoding step (`host`) calls it too."""
-    loops = fused.kernels()
-    w = _NO_WEIGHT if weight is None else weight
-    if amax is None:
-        amax = loops.largest_magnitudes(rows, w, weight is not None)
-    down, r, shift, scale = row_scales(amax, fraction, levels)
+    """`quantize_rows` of (R, K) int64 rows (numpy, on the CPU) in one fused loop, the largest
+    magnitudes (unless given), `row_scales` and the integers: the int8 rows (halves stacked for 16
+    bits), whether they are halves, and the rows' Scale as arrays. The decoding step (`host`)
+    calls it too."""
     halves = levels > INT8_LEVELS
-    out = np.empty(((2 if halves else 1) * rows.shape[0], rows.shape[1]), dtype=np.int8)
-    loops.quantize(rows, w, weight is not None, down, r, arith.half_of(shift), shift, halves, out)
+    count = rows.shape[0]
+    out = np.empty(((2 if halves else 1) * count, rows.shape[1]), dtype=np.int8)
+    scale = Scale(np.empty(count, dtype=np.int64), np.empty(count, dtype=np.int64))
+    fused.kernels().quantize_rows(rows, _NO_WEIGHT if weight is None else weight, weight is not None,
+                                  _NO_WEIGHT if amax is None else amax, amax is not None, fraction, levels,
+                                  46 - levels.bit_length(), MANTISSA_BITS, halves, out, *scale)
     return torch.from_numpy(out), halves, scale
 
 
@@ -216,12 +216,21 @@ def rescale_fused(products: np.ndarray, halves: bool, column_mantissa: np.ndarra
     return out
 
 
-def norm_sums_fused(rows: np.ndarray, square_bits: int) -> tuple[np.ndarray, np.ndarray]:
-    """RMSNorm's shift s = bit_length(max|h| >> square_bits) and sum of (h >> s)^2 per row of (R, D)
-    int64 rows (numpy, on the CPU), in two fused loops; the decoding step (`host`) calls it too."""
+def norm_rows_fused(rows: np.ndarray, weight: np.ndarray, eps_units: np.ndarray, weight_scale: Scale,
+                    levels: int) -> tuple[torch.Tensor, bool, Scale]:
+    """`RMSNorm.__call__` of (R, D) int64 rows (numpy, on the CPU) in fused loops: the shifts
+    s = bit_length(max|h| >> square_bits) and sums of (h >> s)^2, the rows of h * g quantized, and
+    their scales times the inverse root and g's scale. The decoding step (`host`) calls it too."""
     loops = fused.kernels()
+    count, dim = rows.shape
+    square_bits = (60 - (dim - 1).bit_length()) // 2
     s = arith.bit_length_small(loops.largest_magnitudes(rows, _NO_WEIGHT, False) >> square_bits)
-    return s, loops.square_sums(rows, s)
+    squares = loops.square_sums(rows, s)
+    quantized, halves, scale = quantize_rows_fused(rows, FRACTION, levels, weight)
+    out = Scale(np.empty(count, dtype=np.int64), np.empty(count, dtype=np.int64))
+    loops.norm_scales(squares, s, eps_units, dim, FRACTION, MANTISSA_BITS, *scale,
+                      int(weight_scale.mantissa[0]), int(weight_scale.exponent[0]), *out)
+    return quantized, halves, out
 
 
 def silu_product_fused(gate_up: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -406,15 +415,16 @@ class RMSNorm:
     def __call__(self, h: torch.Tensor, levels: int) -> Activations:
         """Integer rows (see `quantize_rows`) of norm(h) * g and their scales, for h in fixed point
         FRACTION (|h| < 2^41)."""
+        if _fused(h):  # the lines below in fused loops
+            rows, halves, scale = norm_rows_fused(h.reshape(-1, self.dim).numpy(), self.weight.numpy(), self._eps_host,
+                                                  self._weight_scale_host, levels)
+            return Activations(rows, halves, h.shape[:-1], scale)
         # Sum of squares on h >> s, s chosen so each square and the row's sum stay below 2^61:
         # s = max(bit_length(max|h|) - square_bits, 0) = bit_length(max|h| >> square_bits).
         square_bits = (60 - (self.dim - 1).bit_length()) // 2
-        if _fused(h):
-            s, squares = norm_sums_fused(h.reshape(-1, self.dim).numpy(), square_bits)
-        else:
-            s = arith.bit_length_small(_host(largest_magnitudes(h)) >> square_bits)
-            hs = h >> _tensor(s, h.device)[..., None]
-            squares = _host((hs * hs).sum(dim=-1))
+        s = arith.bit_length_small(_host(largest_magnitudes(h)) >> square_bits)
+        hs = h >> _tensor(s, h.device)[..., None]
+        squares = _host((hs * hs).sum(dim=-1))
         eps_units = self._eps_host if isinstance(squares, np.ndarray) else self.eps_units
         total = squares + eps_units[s]  # = D * (mean(h^2) + eps) / 4^s, in h's units
         # inv_rms = 2^(FRACTION - s) * sqrt(D / total), as a dyadic number: total ~= m * 2^e with
