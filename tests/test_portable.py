@@ -459,6 +459,29 @@ def test_file_does_not_depend_on_the_encoders_batch_or_the_decoders(llama, alice
         assert Codec(llama).decompress(one) == data
 
 
+_CACHE_SCRIPT = """
+import sys
+import llmzip
+from llmzip.portable import fused_loops
+llmzip.Codec(sys.argv[1], preset=2).compress(b"a compiled loop is loaded from the disk, not compiled again" * 8)
+loops = [value for value in vars(fused_loops).values() if hasattr(value, "stats")]
+print(sum(len(loop.stats.cache_hits) for loop in loops), sum(len(loop.stats.cache_misses) for loop in loops))
+"""
+
+
+def test_a_second_process_loads_the_fused_loops_from_the_disk_cache(llama_dir, tmp_path):
+    """Each loop compiles once per machine, not once per process (a loop keyed by something that
+    differs between processes would compile again, and add a cache entry, in every process)."""
+    env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path / "numba")}
+    counts = []
+    for _ in range(2):
+        out = subprocess.run([sys.executable, "-c", _CACHE_SCRIPT, str(llama_dir)], env=env, capture_output=True,
+                             text=True, check=True)
+        counts.append(tuple(map(int, out.stdout.split()[-2:])))
+    (_, first_misses), (hits, misses) = counts
+    assert first_misses > 0 and hits >= 7 and misses == 0  # (hits: the 7 loops; the row helpers are inside them)
+
+
 @pytest.mark.skipif(not hasattr(getattr(torch.backends.mkldnn, "matmul", None), "fp32_precision"),
                     reason="this PyTorch has no per-backend float32 precision switch")
 def test_a_callers_bf16_matmul_setting_changes_no_bit(llama, alice):

@@ -1,0 +1,223 @@
+"""The fused loops themselves, compiled by numba; `fused` imports this module only where numba is
+installed, after pointing numba's disk cache at llmzip's cache folder.
+
+Every function is at module level: numba keys a cached function by its code and its closure's
+contents, and a closure holding another compiled function would never match its cache entry
+(a compiled function pickles with an identity of its process), so it would be compiled again in
+every process. See `fused` for what each loop must equal and why it does.
+"""
+from __future__ import annotations
+
+import functools
+
+import numba
+import numpy as np
+from numba import prange
+
+_parallel = functools.partial(numba.njit, parallel=True, cache=True, nogil=True)
+_scalar = functools.partial(numba.njit, cache=True, nogil=True)  # a row's own numbers, inlined in the loops
+
+
+@_parallel
+def rescale(products, halves, colm, rowm, half, shift, bias, has_bias, out):
+    """Linear.__call__ after the int8 product: acc = 256 hi + lo (or the product itself),
+    then (acc * column mantissa * row mantissa + half) >> shift, plus the bias."""
+    rows, columns = out.shape
+    for i in prange(rows):
+        m, h, s = rowm[i], half[i], shift[i]
+        for j in range(columns):
+            if halves:
+                acc = np.int64(products[i, j]) * 256 + np.int64(products[rows + i, j])
+            else:
+                acc = np.int64(products[i, j])
+            y = (acc * colm[j] * m + h) >> s
+            if has_bias:
+                y += bias[j]
+            out[i, j] = y
+
+
+@_parallel
+def largest_magnitudes(values, weight, has_weight):
+    """max |v| per row (`llama.largest_magnitudes`), of v = values or values * weight."""
+    rows, columns = values.shape
+    out = np.empty(rows, np.int64)
+    for i in prange(rows):
+        top = np.int64(0)
+        for j in range(columns):
+            v = values[i, j] * weight[j] if has_weight else values[i, j]
+            top = max(top, abs(v))
+        out[i] = top
+    return out
+
+
+@_parallel
+def square_sums(h, shift):
+    """RMSNorm's sum of (h >> s)^2 per row."""
+    rows, columns = h.shape
+    out = np.empty(rows, np.int64)
+    for i in prange(rows):
+        s, total = shift[i], np.int64(0)
+        for j in range(columns):
+            x = h[i, j] >> s
+            total += x * x
+        out[i] = total
+    return out
+
+
+@_parallel
+def silu_product(gate_up, limit, table, index_shift, index_limit, one_bits):
+    """The MLP's middle: gate and up (the two halves of each row) clamped to +-limit, then
+    `arith.silu_fixed_`(gate) * up; and max |result| per row for its quantization."""
+    rows, width = gate_up.shape
+    columns = width // 2
+    out = np.empty((rows, columns), np.int64)
+    tops = np.empty(rows, np.int64)
+    round_half = np.int64(1) << (index_shift - 1)
+    product_half = np.int64(1) << (one_bits - 1)
+    for i in prange(rows):
+        top = np.int64(0)
+        for j in range(columns):
+            x = min(max(gate_up[i, j], -limit), limit)
+            up = min(max(gate_up[i, columns + j], -limit), limit)
+            size = abs(x)
+            index = min((size + round_half) >> index_shift, index_limit)
+            silu = ((table[index] * size + product_half) >> one_bits) + min(x, 0)
+            y = silu * up
+            out[i, j] = y
+            top = max(top, abs(y))
+        tops[i] = top
+    return out, tops
+
+
+@_parallel
+def table_softmax(scores, queries, hidden, start, has_hidden, table, weight_bits, attention_bits, out):
+    """Attention's weights for one block of queries (`llama.PortableLlama._attend`, from the
+    scores to p, whose total is about 2^attention_bits): rows of `scores` are (head, query)
+    pairs, query = row % queries; keys from `start` on are hidden where
+    `hidden[query, key - start]`. Per row: a = floor(max + 1/2) - 1/2
+    over the visible scores, w = table[min(ceil(a - s), last)] (0 for a hidden key), the
+    total of w and `arith.reciprocal`'s r = floor(2^k / total), k = bit_length(total) +
+    weight_bits - 1, then with d = k - attention_bits, p = (w r + 2^(d - 1)) >> d: the torch
+    code's floor(w * (r * 2^-d) + 1/2), whose product is exact (w r < 2^49). The total is at
+    least 2^30 (the top score's weight), so d >= 28."""
+    rows, keys = scores.shape
+    last = table.shape[0] - 1
+    for i in prange(rows):
+        query = i % queries
+        top = -np.inf
+        for j in range(keys):
+            if not (has_hidden and j >= start and hidden[query, j - start]):
+                top = max(top, scores[i, j])
+        a = np.floor(top + 0.5) - 0.5
+        total = np.int64(0)
+        for j in range(keys):
+            if has_hidden and j >= start and hidden[query, j - start]:
+                w = np.int64(0)
+            else:
+                w = table[np.int64(min(np.ceil(a - scores[i, j]), last))]
+            out[i, j] = w
+            total += w
+        bits, rest = 0, total
+        while rest > 0:
+            bits += 1
+            rest >>= 1
+        shift = bits + weight_bits - 1
+        r = (np.int64(1) << shift) // total
+        down = shift - attention_bits
+        half = np.int64(1) << (down - 1)
+        for j in range(keys):
+            out[i, j] = (np.int64(out[i, j]) * r + half) >> down
+
+
+@_scalar
+def bit_length(value):
+    """int.bit_length of a non-negative value."""
+    bits = 0
+    while value > 0:
+        bits += 1
+        value >>= 1
+    return bits
+
+
+@_scalar
+def rounded_to_bits(value, bits):
+    """`arith.normalize`: value (positive, below 2^62) ~= mantissa * 2^exponent, the mantissa
+    rounded (halves up) to `bits` significant bits."""
+    exponent = bit_length(value) - bits
+    if exponent <= 0:
+        return value << -exponent, exponent
+    return (value + (np.int64(1) << (exponent - 1))) >> exponent, exponent
+
+
+@_scalar
+def div_round(numerator, denominator):
+    """`arith.div_round`: round(n / d), halves up, for d > 0."""
+    return (2 * numerator + denominator) // (2 * denominator)
+
+
+@_scalar
+def isqrt(value):
+    """floor(sqrt(value)) of a non-negative value below 2^62 (float64's root, then corrected)."""
+    root = np.int64(np.sqrt(np.float64(value)))
+    while root * root > value:
+        root -= 1
+    while (root + 1) * (root + 1) <= value:
+        root += 1
+    return root
+
+
+@_parallel
+def quantize_rows(values, weight, has_weight, amax, has_amax, fraction, levels, down_bits, mantissa_bits,
+                  halves, out, mantissa, exponent):
+    """`llama.quantize_rows` whole: per row its largest magnitude (unless given), `llama.row_scales`
+    (down = bit_length(max >> down_bits), r = floor(levels 2^s / max(max >> down, 1)) with s its
+    bit length + 16, the Scale from round(2^55 / r)), then q = ((v >> down) r + 2^(s - 1)) >> s
+    into int8 rows, or for 16 bits into the int8 halves of `arith.split_int16` (hi = (q + 128)
+    >> 8 in rows 0..R-1, lo = q - 256 hi in rows R..2R-1)."""
+    rows, columns = values.shape
+    for i in prange(rows):
+        if has_amax:
+            top = amax[i]
+        else:
+            top = np.int64(0)
+            for j in range(columns):
+                v = values[i, j] * weight[j] if has_weight else values[i, j]
+                top = max(top, abs(v))
+        down = bit_length(top >> down_bits)
+        largest = max(top >> down, np.int64(1))
+        shift = bit_length(largest) + 16
+        r = (np.int64(levels) << shift) // largest
+        m, extra = rounded_to_bits(div_round(np.int64(1) << 55, r), mantissa_bits)
+        mantissa[i] = m
+        exponent[i] = extra + shift - 55 + down - fraction
+        half = (np.int64(1) << shift) >> 1
+        for j in range(columns):
+            v = values[i, j] * weight[j] if has_weight else values[i, j]
+            q = ((v >> down) * r + half) >> shift
+            if halves:
+                high = (q + 128) >> 8
+                out[i, j] = high
+                out[rows + i, j] = q - 256 * high
+            else:
+                out[i, j] = q
+
+
+@_parallel
+def norm_scales(squares, s, eps_units, dim, fraction, mantissa_bits, row_mantissa, row_exponent,
+                weight_mantissa, weight_exponent, mantissa, exponent):
+    """`llama.RMSNorm.__call__` after the sums of squares and the rows' quantization: the
+    inverse root 2^(fraction - s) sqrt(D / total) as a dyadic number (total ~= m 2^e, e made
+    even, root = isqrt(round(m 2^20 / D)), inverse round(2^60 / root)), then the rows' scales
+    times it and times the norm's weight scale (`llama.Scale.times`, twice)."""
+    for i in prange(squares.shape[0]):
+        m, e = rounded_to_bits(squares[i] + eps_units[s[i]], 40)
+        odd = e & 1
+        m, e = m << odd, e - odd
+        root = isqrt(div_round(m << 20, dim))
+        inverse, extra = rounded_to_bits(div_round(np.int64(1) << 60, root), mantissa_bits)
+        inverse_exponent = extra - 60 - ((e - 20) >> 1) + fraction - s[i]
+        m, extra = rounded_to_bits(row_mantissa[i] * inverse, mantissa_bits)
+        e = row_exponent[i] + inverse_exponent + extra
+        m, extra = rounded_to_bits(m * weight_mantissa, mantissa_bits)
+        mantissa[i] = m
+        exponent[i] = e + weight_exponent + extra
