@@ -26,7 +26,7 @@ LEVELS: dict[int, Layout] = {
     6: Layout(context=1536, carry=768, lane_tokens=16384),
     7: Layout(context=2048, carry=1024, lane_tokens=32768),
     8: Layout(context=2048, carry=1536, lane_tokens=32768),
-    9: Layout(context=2048, carry=1536, lane_tokens=131072),  # two lanes per 1 MiB block: slowest decoding
+    9: Layout(context=4096, carry=3072, lane_tokens=131072),  # twice the KV cache, two lanes per 1 MiB block
 }
 # From the sweep of 2026-12-05 with adapt-v2 (bench/RESULTS.md, four Canterbury texts): past -5,
 # -6 and -7 gain 0.4% and 0.7% in bits per byte for 3% and 15% of the encoder's speed, but their

@@ -98,7 +98,7 @@ def test_levels_are_a_curve():
 
 def test_level_and_overrides(llama):
     assert Codec(llama, preset=4).layout == LEVELS[4]
-    assert Codec(llama, preset=9).layout == Layout(1024, 768, 65536)  # cut to the tiny model's 1024 positions
+    assert Codec(llama, preset=9).layout == Layout(1024, 768, 32768)  # cut to the tiny model's 1024 positions
     level = LEVELS[DEFAULT_LEVEL]
     scaled = Codec(llama, context=level.context // 2).layout  # a context alone keeps the level's proportions
     assert (scaled.carry, scaled.lane_size) == (level.carry // 2, level.lane_size // 2)
