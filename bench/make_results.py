@@ -542,8 +542,7 @@ def levels_section(path: Path) -> str:
     decode_files = ", ".join(settings["decode_files"])
     lines += [
         f"- date: {r['date']}; machine: {env['cpu']} (ATen capability {env['cpu_capability']}), {env['threads']} "
-        f"torch threads; {software(env)}; model {settings['model']}, engine {settings['engine']} (speeds before "
-        f"the fused CPU loops of commit c4bc111 where the commit is older)",
+        f"torch threads; {software(env)}; model {settings['model']}, engine {settings['engine']}",
         f"- compression: the first {settings['bytes']:,} bytes of {', '.join(settings['files'])}; bits per byte "
         f"pooled over them, whole .llmz files (header included). Decompression: the first "
         f"{settings['decode_bytes']:,} bytes of {decode_files}, decoded and compared with the input.",
@@ -565,13 +564,16 @@ def levels_section(path: Path) -> str:
     if whole.is_file():
         w = json.loads(whole.read_text())
         lines += ["", f"Whole files ({w['date']}, `{w['command']}`):", ""]
-        lines.append(table(["level", "mixer", "file", "bytes", "llmzip bytes", "bits/byte (file)", "bits/byte (streams)"],
-                           [[f"-{lv['level']}", lv.get("mixer", MIXER_BEFORE_ADAPT), row["file"], f"{row['original_bytes']:,}",
+        lines.append(table(["level", "context", "carried", "mixer", "file", "bytes", "llmzip bytes", "bits/byte (file)",
+                            "bits/byte (streams)"],
+                           [[f"-{lv['level']}", str(lv["context"]), str(lv["carry"]), lv.get("mixer", MIXER_BEFORE_ADAPT),
+                             row["file"], f"{row['original_bytes']:,}",
                              f"{row['compressed_bytes']:,}",
                              f(8 * row["compressed_bytes"] / row["original_bytes"], ".4f"),
                              f(8 * row["stream_bytes"] / row["original_bytes"], ".4f")]
                             for lv in w["levels"] for row in lv["rows"]]))
-        lines += ["", "(Sizes only: this run shared the machine with other work, so its speed is not reported.) "
+        lines += ["", "(Sized, not decoded or timed: this run shared the machine with other work. Each level's "
+                  "round trip is in the sweep above.) "
                   "The classic compressors on the same whole file: "
                   + "; ".join(f"{name} {b['bits_per_byte']:.4f}" for name, b in w["baselines"].items())
                   + ". The anchors' alice29.txt figures: ts_zip 1.142, Nacrith 0.918 (quoted below)."]
