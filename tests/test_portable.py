@@ -368,6 +368,54 @@ def test_fused_loops_give_the_torch_codes_integers_at_the_bounds(monkeypatch):
         assert torch.equal(_table_softmax_fused(scores.clone(), mask, start), _table_softmax(scores.clone(), mask, start, table))
 
 
+def test_the_fused_decoding_step_gives_the_numpy_steps_integers_at_the_bounds():
+    """The decoding step's two fused loops against the code they replace, at the bounds the engine
+    guarantees: a linear layer on 16-bit rows (every element at +-INT16_LEVELS against weights at
+    +-127, inner sizes past several int32 partial sums) against the torch Linear on int8 halves;
+    and a layer's attention (q, k, v beyond their clamp, keys at the clamp, scores far apart,
+    several rows, a sliding window's first key, float32 and float64 caches) against the numpy step."""
+    import types
+
+    from llmzip.portable import host
+    from llmzip.portable.llama import (DOT_TERMS, FRACTION, INT16_LEVELS, _QK_LIMIT, Linear, linear_rows_fused,
+                                       quantize_rows, quantize_rows_fused)
+
+    generator = torch.Generator().manual_seed(12)
+    for terms in (96, 3 * DOT_TERMS + 5):
+        float_weight = torch.randn(24, terms, generator=generator)
+        float_weight[:, 0] = 1000.0  # rows of int8 weights at +127 but for their smallest entries ...
+        float_weight[5] = -1.0  # ... a row of -127 throughout, and one of +-127
+        float_weight[6] = torch.where(torch.arange(terms) % 2 == 0, 1.0, -1.0)
+        linear = Linear.from_float(float_weight, torch.randn(24, generator=generator), torch.device("cpu"))
+        values = torch.randint(-(1 << 40), 1 << 40, (4, terms), generator=generator)
+        values[0], values[1] = 1 << 40, -(1 << 40)  # rows of +-INT16_LEVELS once quantized
+        rows, halves, scale = quantize_rows_fused(values.numpy().copy(), FRACTION, INT16_LEVELS, whole=True)
+        assert not halves and np.abs(rows[:2]).min() == INT16_LEVELS
+        got = linear_rows_fused(linear, rows, scale, np.empty((4, 24), dtype=np.int64))
+        assert np.array_equal(got, linear(quantize_rows(values.clone(), FRACTION, INT16_LEVELS)).numpy())
+
+    rng = np.random.default_rng(13)
+    for rows, heads, kv_heads, dim, start, first_key, dtype in ((1, 9, 3, 64, 200, 0, np.float32),
+                                                                (3, 4, 2, 16, 40, 17, np.float64),
+                                                                (2, 2, 2, 8, 0, 0, np.float32)):
+        engine = types.SimpleNamespace(heads=heads, kv_heads=kv_heads, head_dim=dim,
+                                       score_multiplier=arith.log2e_multiplier(dim))
+        views = types.SimpleNamespace(exp=arith.exp_table(torch.device("cpu"), torch.float64).numpy(),
+                                      exp_int=arith.exp_table(torch.device("cpu")).numpy())
+        projected = rng.integers(-(1 << 40), 1 << 40, (rows, (heads + 2 * kv_heads) * dim)) >> rng.integers(0, 24, (rows, 1))
+        cos, sin = rng.integers(-(1 << 16), (1 << 16) + 1, (2, dim))
+        keys = rng.integers(-_QK_LIMIT, _QK_LIMIT + 1, (rows, kv_heads, start + 8, dim)).astype(dtype)
+        keys[:, :, first_key] = _QK_LIMIT  # a key at the clamp ...
+        keys[:, :, (first_key + start) // 2] //= 1 << 12  # ... and one far below the others
+        values = rng.integers(-_QK_LIMIT, _QK_LIMIT + 1, keys.shape).astype(dtype)
+        caches = [(keys.copy(), values.copy()) for _ in range(2)]
+        expected = host._attention(engine, views, projected.copy(), cos, sin, *caches[0], start, first_key)
+        got = host._attention_fused(engine, views, projected.copy(), cos, sin, *caches[1], start, first_key)
+        assert np.array_equal(got, expected)
+        assert np.array_equal(caches[0][0], caches[1][0]) and np.array_equal(caches[0][1], caches[1][1])
+        assert not np.array_equal(caches[1][0], keys)  # the step's key was written
+
+
 def test_fused_row_arithmetic_is_exact():
     """The fused loops' per-row integer helpers against Python's integers: exact where the 12-bit
     scales they feed would hide most errors."""

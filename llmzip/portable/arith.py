@@ -258,7 +258,7 @@ def int_mm_is_exact(device_type: str, device_index: int | None, terms: int, colu
     column_sums *= 127
     if 127 * 127 * terms < (1 << 31):  # the products are int32: compare in int32
         column_sums = column_sums.int()
-    w = w.to(device)
+    w = stored_weights(w.t().contiguous().to(device))  # in the layout the engine's weights have
     for rows in (1, 7, 64, 512):
         x = torch.full((rows, terms), 127, dtype=torch.int8)
         x[1::2] = -127
@@ -269,6 +269,14 @@ def int_mm_is_exact(device_type: str, device_index: int | None, terms: int, colu
         if not (bool((got[0::2] == column_sums).all()) and bool((got[1::2] == -column_sums).all())):
             return False
     return True
+
+
+def stored_weights(weight: torch.Tensor) -> torch.Tensor:
+    """The int8 matrix (out, in) of a linear layer as its engine keeps it, returned as weight_t
+    (in, out): on the CPU a transposed view of the (out, in) rows, which the decoding step's
+    dot products read contiguously (`llama.linear_rows_fused`; torch._int_mm runs as fast on
+    either layout); elsewhere contiguous (in, out) rows, which the kernels read."""
+    return weight.t() if weight.device.type == "cpu" else weight.t().contiguous()
 
 
 def _int_mm_rows(x: torch.Tensor, weight_t: torch.Tensor) -> torch.Tensor:

@@ -89,7 +89,7 @@ def kernels() -> types.SimpleNamespace:
     from . import fused_loops as f
 
     loops = (f.rescale, f.largest_magnitudes, f.square_sums, f.silu_product, f.table_softmax, f.quantize_rows,
-             f.norm_scales)
+             f.norm_scales, f.step_attention, f.linear_rows)
     f.square_sums(np.zeros((1, 1), np.int64), np.zeros(1, np.int64))  # starts numba's pool: its kind is known after
     if numba.threading_layer() not in ("omp", "tbb"):  # the workqueue pool: one caller at a time, whichever loop
         lock = threading.Lock()

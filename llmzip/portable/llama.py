@@ -193,19 +193,20 @@ _NO_MASK = np.zeros((1, 1), dtype=np.bool_)  # ... or an absent attention mask
 
 
 def quantize_rows_fused(rows: np.ndarray, fraction: int, levels: int, weight: np.ndarray | None = None,
-                        amax: np.ndarray | None = None) -> tuple[torch.Tensor, bool, Scale]:
+                        amax: np.ndarray | None = None, whole: bool = False) -> tuple[torch.Tensor | np.ndarray, bool, Scale]:
     """`quantize_rows` of (R, K) int64 rows (numpy, on the CPU) in one fused loop, the largest
     magnitudes (unless given), `row_scales` and the integers: the int8 rows (halves stacked for 16
-    bits), whether they are halves, and the rows' Scale as arrays. The decoding step (`host`)
+    bits), whether they are halves, and the rows' Scale as arrays; or (`whole`, for
+    `linear_rows_fused`) the 16-bit rows themselves as an int16 array. The decoding step (`host`)
     calls it too."""
-    halves = levels > INT8_LEVELS
+    halves = levels > INT8_LEVELS and not whole
     count = rows.shape[0]
-    out = np.empty(((2 if halves else 1) * count, rows.shape[1]), dtype=np.int8)
+    out = np.empty(((2 if halves else 1) * count, rows.shape[1]), dtype=np.int16 if whole else np.int8)
     scale = Scale(np.empty(count, dtype=np.int64), np.empty(count, dtype=np.int64))
     fused.kernels().quantize_rows(rows, _NO_WEIGHT if weight is None else weight, weight is not None,
                                   _NO_WEIGHT if amax is None else amax, amax is not None, fraction, levels,
                                   46 - levels.bit_length(), MANTISSA_BITS, halves, out, *scale)
-    return torch.from_numpy(out), halves, scale
+    return (out if whole else torch.from_numpy(out)), halves, scale
 
 
 def rescale_fused(products: np.ndarray, halves: bool, column_mantissa: np.ndarray, row_mantissa: np.ndarray,
@@ -217,20 +218,38 @@ def rescale_fused(products: np.ndarray, halves: bool, column_mantissa: np.ndarra
 
 
 def norm_rows_fused(rows: np.ndarray, weight: np.ndarray, eps_units: np.ndarray, weight_scale: Scale,
-                    levels: int) -> tuple[torch.Tensor, bool, Scale]:
+                    levels: int, whole: bool = False) -> tuple[torch.Tensor | np.ndarray, bool, Scale]:
     """`RMSNorm.__call__` of (R, D) int64 rows (numpy, on the CPU) in fused loops: the shifts
-    s = bit_length(max|h| >> square_bits) and sums of (h >> s)^2, the rows of h * g quantized, and
-    their scales times the inverse root and g's scale. The decoding step (`host`) calls it too."""
+    s = bit_length(max|h| >> square_bits) and sums of (h >> s)^2, the rows of h * g quantized
+    (as `quantize_rows_fused` with `whole`), and their scales times the inverse root and g's scale.
+    The decoding step (`host`) calls it too."""
     loops = fused.kernels()
     count, dim = rows.shape
     square_bits = (60 - (dim - 1).bit_length()) // 2
     s = arith.bit_length_small(loops.largest_magnitudes(rows, _NO_WEIGHT, False) >> square_bits)
     squares = loops.square_sums(rows, s)
-    quantized, halves, scale = quantize_rows_fused(rows, FRACTION, levels, weight)
+    quantized, halves, scale = quantize_rows_fused(rows, FRACTION, levels, weight, whole=whole)
     out = Scale(np.empty(count, dtype=np.int64), np.empty(count, dtype=np.int64))
     loops.norm_scales(squares, s, eps_units, dim, FRACTION, MANTISSA_BITS, *scale,
                       int(weight_scale.mantissa[0]), int(weight_scale.exponent[0]), *out)
     return quantized, halves, out
+
+
+DOT_TERMS = 256  # terms per int32 partial sum in `linear_rows_fused`: INT16_LEVELS * 127 * 256 < 2^31
+assert INT16_LEVELS * 127 * DOT_TERMS < 1 << 31
+
+
+def linear_rows_fused(linear: "Linear", x: np.ndarray, scale: Scale, out: np.ndarray) -> np.ndarray:
+    """`Linear.__call__` of a few (R, K) int16 rows (numpy, on the CPU; `quantize_rows_fused`'s
+    `whole` rows) in one fused loop into `out` (R, N) int64: the exact products x . w with each
+    output's weights read once for all rows (contiguous in the CPU's layout, `arith.stored_weights`),
+    not as two int8 halves through torch._int_mm (whose products of two rows read the weights at
+    two thirds of the speed of this loop's). The same integers. The decoding step (`host`) calls it."""
+    shift = np.minimum(np.maximum(-(linear.exponent + FRACTION) - scale.exponent, 0), 62)
+    fused.kernels().linear_rows(x, linear.weight_t.t().numpy(), DOT_TERMS, linear.mantissa.numpy(), scale.mantissa,
+                                arith.half_of(shift), shift, _NO_WEIGHT if linear.bias is None else linear.bias.numpy(),
+                                linear.bias is not None, out)
+    return out
 
 
 def silu_product_fused(gate_up: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -315,7 +334,7 @@ class Linear:
         mantissa = arith.div_round(amax, 127 << shift) if shift >= 0 else arith.div_round(amax << -shift, 127)
         if base2:  # about 1.44 * 2^12 at most
             mantissa = arith.div_round(mantissa * arith.LOG2E, 1 << arith.LOG2E_BITS)
-        return cls(q.t().contiguous().to(device, torch.int8), mantissa.to(device), shift - 40,
+        return cls(arith.stored_weights(q.to(device, torch.int8)), mantissa.to(device), shift - 40,
                    None if bias is None else _fixed(bias, FRACTION).to(device))
 
     def weight_float(self) -> torch.Tensor:
@@ -486,13 +505,16 @@ _KV_FLOAT64_BYTES = 1 << 30  # a CPU cache up to this size holds float64: attent
 
 class KVCache:
     """Keys and values of `rows` windows, up to `context` positions. They are integers below 2^22,
-    held as float64 (exact) on the CPU when the cache takes at most 1 GiB that way, so that each
-    step's attention reads them without converting the whole cache; else as float32 (exact below
-    2^24), converted to float64 when read. Either holds the same integers."""
+    held as float32 (exact below 2^24) and converted to float64 where read; except on the CPU
+    without the fused loops, where numpy's step attention would convert the whole cache at every
+    step: there as float64 when the cache takes at most 1 GiB that way. (The fused step reads
+    float32 as it goes: half the memory traffic, which is what a long context's step costs.)
+    Either holds the same integers."""
 
     def __init__(self, layers: int, rows: int, kv_heads: int, context: int, head_dim: int, device: torch.device):
         shape = (layers, rows, kv_heads, context, head_dim)
-        wide = torch.device(device).type == "cpu" and 2 * 8 * layers * rows * kv_heads * context * head_dim <= _KV_FLOAT64_BYTES
+        wide = (torch.device(device).type == "cpu" and not (FUSED and HOST_SCALARS and fused.available())
+                and 2 * 8 * layers * rows * kv_heads * context * head_dim <= _KV_FLOAT64_BYTES)
         dtype = torch.float64 if wide else torch.float32
         self.keys = torch.zeros(shape, dtype=dtype, device=device)
         self.values = torch.zeros(shape, dtype=dtype, device=device)
