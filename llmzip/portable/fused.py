@@ -82,15 +82,18 @@ def threads() -> None:
         _thread_counts.last = wanted
 
 
+_EMPTY_QUANTIZATION = (np.zeros((0, 1), np.int64), np.zeros(1, np.int64), False, np.zeros(1, np.int64), False, 0, 127,
+                       0, 12, False, np.zeros((0, 1), np.int8), np.zeros(0, np.int64), np.zeros(0, np.int64))
+
+
 @functools.lru_cache(maxsize=None)
 def kernels() -> types.SimpleNamespace:
     """The compiled loops (compiled, or loaded from the disk cache, on first call)."""
     numba = _numba()
     from . import fused_loops as f
 
-    loops = (f.rescale, f.largest_magnitudes, f.square_sums, f.silu_product, f.table_softmax, f.quantize_rows,
-             f.norm_scales, f.step_attention, f.linear_rows)
-    f.square_sums(np.zeros((1, 1), np.int64), np.zeros(1, np.int64))  # starts numba's pool: its kind is known after
+    loops = (f.rescale, f.silu_product, f.table_softmax, f.quantize_rows, f.norm_rows, f.step_attention, f.linear_rows)
+    f.quantize_rows(*_EMPTY_QUANTIZATION)  # starts numba's pool: its kind is known after
     if numba.threading_layer() not in ("omp", "tbb"):  # the workqueue pool: one caller at a time, whichever loop
         lock = threading.Lock()
         loops = tuple(_taking_turns(loop, lock) for loop in loops)

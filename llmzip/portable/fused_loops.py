@@ -52,12 +52,18 @@ def int32_dot(x, w):
 
 
 @_parallel
-def linear_rows(x, weights, dot_terms, colm, rowm, half, shift, bias, has_bias, out):
+def linear_rows(x, weights, dot_terms, colm, shift_offset, rowm, rowe, bias, has_bias, out):
     """Linear.__call__ whole for a few rows of 16-bit integers x (R, K) and int8 weights (N, K),
     one output's weights read once for every row: acc = x . w exact (int32 partial sums of
     `dot_terms` terms, each below 2^31, added in int64), then `rescale`'s
-    (acc * column mantissa * row mantissa + half) >> shift, plus the bias."""
+    (acc * column mantissa * row mantissa + half) >> shift, plus the bias, with each row's shift
+    min(max(shift_offset - its exponent, 0), 62) and half = 2^(shift - 1) (0 for no shift)."""
     rows, terms = x.shape
+    shift = np.empty(rows, np.int64)
+    half = np.empty(rows, np.int64)
+    for i in range(rows):
+        shift[i] = min(max(shift_offset - rowe[i], 0), 62)
+        half[i] = (np.int64(1) << shift[i]) >> 1
     for j in prange(weights.shape[0]):
         w = weights[j]
         for i in range(rows):
@@ -69,34 +75,6 @@ def linear_rows(x, weights, dot_terms, colm, rowm, half, shift, bias, has_bias, 
             if has_bias:
                 y += bias[j]
             out[i, j] = y
-
-
-@_parallel
-def largest_magnitudes(values, weight, has_weight):
-    """max |v| per row (`llama.largest_magnitudes`), of v = values or values * weight."""
-    rows, columns = values.shape
-    out = np.empty(rows, np.int64)
-    for i in prange(rows):
-        top = np.int64(0)
-        for j in range(columns):
-            v = values[i, j] * weight[j] if has_weight else values[i, j]
-            top = max(top, abs(v))
-        out[i] = top
-    return out
-
-
-@_parallel
-def square_sums(h, shift):
-    """RMSNorm's sum of (h >> s)^2 per row."""
-    rows, columns = h.shape
-    out = np.empty(rows, np.int64)
-    for i in prange(rows):
-        s, total = shift[i], np.int64(0)
-        for j in range(columns):
-            x = h[i, j] >> s
-            total += x * x
-        out[i] = total
-    return out
 
 
 @_parallel
@@ -282,58 +260,78 @@ def isqrt(value):
     return root
 
 
+@_scalar
+def quantize_row(values, i, weight, has_weight, top, fraction, levels, down_bits, mantissa_bits, halves, out):
+    """Row i of `quantize_rows`, given its largest magnitude: writes the row's integers into `out`
+    and returns its Scale (mantissa, exponent)."""
+    rows, columns = values.shape
+    down = bit_length(top >> down_bits)
+    largest = max(top >> down, np.int64(1))
+    shift = bit_length(largest) + 16
+    r = (np.int64(levels) << shift) // largest
+    m, extra = rounded_to_bits(div_round(np.int64(1) << 55, r), mantissa_bits)
+    half = (np.int64(1) << shift) >> 1
+    for j in range(columns):
+        v = values[i, j] * weight[j] if has_weight else values[i, j]
+        q = ((v >> down) * r + half) >> shift
+        if halves:
+            high = (q + 128) >> 8
+            out[i, j] = high
+            out[rows + i, j] = q - 256 * high
+        else:
+            out[i, j] = q
+    return m, extra + shift - 55 + down - fraction
+
+
+@_scalar
+def largest_magnitude(values, i, weight, has_weight):
+    """max |v| over row i of values (times weight)."""
+    top = np.int64(0)
+    for j in range(values.shape[1]):
+        v = values[i, j] * weight[j] if has_weight else values[i, j]
+        top = max(top, abs(v))
+    return top
+
+
 @_parallel
 def quantize_rows(values, weight, has_weight, amax, has_amax, fraction, levels, down_bits, mantissa_bits,
                   halves, out, mantissa, exponent):
     """`llama.quantize_rows` whole: per row its largest magnitude (unless given), `llama.row_scales`
     (down = bit_length(max >> down_bits), r = floor(levels 2^s / max(max >> down, 1)) with s its
     bit length + 16, the Scale from round(2^55 / r)), then q = ((v >> down) r + 2^(s - 1)) >> s
-    into int8 rows, or for 16 bits into the int8 halves of `arith.split_int16` (hi = (q + 128)
-    >> 8 in rows 0..R-1, lo = q - 256 hi in rows R..2R-1)."""
-    rows, columns = values.shape
-    for i in prange(rows):
-        if has_amax:
-            top = amax[i]
-        else:
-            top = np.int64(0)
-            for j in range(columns):
-                v = values[i, j] * weight[j] if has_weight else values[i, j]
-                top = max(top, abs(v))
-        down = bit_length(top >> down_bits)
-        largest = max(top >> down, np.int64(1))
-        shift = bit_length(largest) + 16
-        r = (np.int64(levels) << shift) // largest
-        m, extra = rounded_to_bits(div_round(np.int64(1) << 55, r), mantissa_bits)
-        mantissa[i] = m
-        exponent[i] = extra + shift - 55 + down - fraction
-        half = (np.int64(1) << shift) >> 1
-        for j in range(columns):
-            v = values[i, j] * weight[j] if has_weight else values[i, j]
-            q = ((v >> down) * r + half) >> shift
-            if halves:
-                high = (q + 128) >> 8
-                out[i, j] = high
-                out[rows + i, j] = q - 256 * high
-            else:
-                out[i, j] = q
+    into int8 rows (or int16 ones, `out`'s type), or for 16 bits into the int8 halves of
+    `arith.split_int16` (hi = (q + 128) >> 8 in rows 0..R-1, lo = q - 256 hi in rows R..2R-1)."""
+    for i in prange(values.shape[0]):
+        top = amax[i] if has_amax else largest_magnitude(values, i, weight, has_weight)
+        mantissa[i], exponent[i] = quantize_row(values, i, weight, has_weight, top, fraction, levels, down_bits,
+                                                mantissa_bits, halves, out)
 
 
 @_parallel
-def norm_scales(squares, s, eps_units, dim, fraction, mantissa_bits, row_mantissa, row_exponent,
-                weight_mantissa, weight_exponent, mantissa, exponent):
-    """`llama.RMSNorm.__call__` after the sums of squares and the rows' quantization: the
+def norm_rows(h, weight, eps_units, square_bits, fraction, levels, down_bits, mantissa_bits, weight_mantissa,
+              weight_exponent, halves, out, mantissa, exponent):
+    """`llama.RMSNorm.__call__` whole, per row: the shift s = bit_length(max|h| >> square_bits),
+    the sum of (h >> s)^2, the row of h * g quantized (`quantize_rows`), and its scale times the
     inverse root 2^(fraction - s) sqrt(D / total) as a dyadic number (total ~= m 2^e, e made
-    even, root = isqrt(round(m 2^20 / D)), inverse round(2^60 / root)), then the rows' scales
-    times it and times the norm's weight scale (`llama.Scale.times`, twice)."""
-    for i in prange(squares.shape[0]):
-        m, e = rounded_to_bits(squares[i] + eps_units[s[i]], 40)
+    even, root = isqrt(round(m 2^20 / D)), inverse round(2^60 / root)) and times the norm's
+    weight scale (`llama.Scale.times`, twice)."""
+    rows, dim = h.shape
+    for i in prange(rows):
+        s = bit_length(largest_magnitude(h, i, weight, False) >> square_bits)
+        squares = np.int64(0)
+        for j in range(dim):
+            x = h[i, j] >> s
+            squares += x * x
+        row_mantissa, row_exponent = quantize_row(h, i, weight, True, largest_magnitude(h, i, weight, True), fraction,
+                                                  levels, down_bits, mantissa_bits, halves, out)
+        m, e = rounded_to_bits(squares + eps_units[s], 40)
         odd = e & 1
         m, e = m << odd, e - odd
         root = isqrt(div_round(m << 20, dim))
         inverse, extra = rounded_to_bits(div_round(np.int64(1) << 60, root), mantissa_bits)
-        inverse_exponent = extra - 60 - ((e - 20) >> 1) + fraction - s[i]
-        m, extra = rounded_to_bits(row_mantissa[i] * inverse, mantissa_bits)
-        e = row_exponent[i] + inverse_exponent + extra
+        inverse_exponent = extra - 60 - ((e - 20) >> 1) + fraction - s
+        m, extra = rounded_to_bits(row_mantissa * inverse, mantissa_bits)
+        e = row_exponent + inverse_exponent + extra
         m, extra = rounded_to_bits(m * weight_mantissa, mantissa_bits)
         mantissa[i] = m
         exponent[i] = e + weight_exponent + extra

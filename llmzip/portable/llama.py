@@ -199,10 +199,7 @@ def quantize_rows_fused(rows: np.ndarray, fraction: int, levels: int, weight: np
     bits), whether they are halves, and the rows' Scale as arrays; or (`whole`, for
     `linear_rows_fused`) the 16-bit rows themselves as an int16 array. The decoding step (`host`)
     calls it too."""
-    halves = levels > INT8_LEVELS and not whole
-    count = rows.shape[0]
-    out = np.empty(((2 if halves else 1) * count, rows.shape[1]), dtype=np.int16 if whole else np.int8)
-    scale = Scale(np.empty(count, dtype=np.int64), np.empty(count, dtype=np.int64))
+    out, halves, scale = _quantized_rows(*rows.shape, levels, whole)
     fused.kernels().quantize_rows(rows, _NO_WEIGHT if weight is None else weight, weight is not None,
                                   _NO_WEIGHT if amax is None else amax, amax is not None, fraction, levels,
                                   46 - levels.bit_length(), MANTISSA_BITS, halves, out, *scale)
@@ -219,35 +216,50 @@ def rescale_fused(products: np.ndarray, halves: bool, column_mantissa: np.ndarra
 
 def norm_rows_fused(rows: np.ndarray, weight: np.ndarray, eps_units: np.ndarray, weight_scale: Scale,
                     levels: int, whole: bool = False) -> tuple[torch.Tensor | np.ndarray, bool, Scale]:
-    """`RMSNorm.__call__` of (R, D) int64 rows (numpy, on the CPU) in fused loops: the shifts
+    """`RMSNorm.__call__` of (R, D) int64 rows (numpy, on the CPU) in one fused loop: the shifts
     s = bit_length(max|h| >> square_bits) and sums of (h >> s)^2, the rows of h * g quantized
     (as `quantize_rows_fused` with `whole`), and their scales times the inverse root and g's scale.
     The decoding step (`host`) calls it too."""
-    loops = fused.kernels()
-    count, dim = rows.shape
-    square_bits = (60 - (dim - 1).bit_length()) // 2
-    s = arith.bit_length_small(loops.largest_magnitudes(rows, _NO_WEIGHT, False) >> square_bits)
-    squares = loops.square_sums(rows, s)
-    quantized, halves, scale = quantize_rows_fused(rows, FRACTION, levels, weight, whole=whole)
-    out = Scale(np.empty(count, dtype=np.int64), np.empty(count, dtype=np.int64))
-    loops.norm_scales(squares, s, eps_units, dim, FRACTION, MANTISSA_BITS, *scale,
-                      int(weight_scale.mantissa[0]), int(weight_scale.exponent[0]), *out)
-    return quantized, halves, out
+    quantized, halves, out = _quantized_rows(*rows.shape, levels, whole)
+    fused.kernels().norm_rows(rows, weight, eps_units, (60 - (rows.shape[1] - 1).bit_length()) // 2, FRACTION, levels,
+                              46 - levels.bit_length(), MANTISSA_BITS, int(weight_scale.mantissa[0]),
+                              int(weight_scale.exponent[0]), halves, quantized, *out)
+    return (quantized if whole else torch.from_numpy(quantized)), halves, out
+
+
+def _quantized_rows(count: int, columns: int, levels: int, whole: bool) -> tuple[np.ndarray, bool, Scale]:
+    """Room for a fused loop's quantized rows (int8, halves stacked for 16 bits; or `whole` int16
+    rows), whether they are halves, and room for their Scale."""
+    halves = levels > INT8_LEVELS and not whole
+    rows = np.empty(((2 if halves else 1) * count, columns), dtype=np.int16 if whole else np.int8)
+    return rows, halves, Scale(np.empty(count, dtype=np.int64), np.empty(count, dtype=np.int64))
 
 
 DOT_TERMS = 256  # terms per int32 partial sum in `linear_rows_fused`: INT16_LEVELS * 127 * 256 < 2^31
 assert INT16_LEVELS * 127 * DOT_TERMS < 1 << 31
 
 
-def linear_rows_fused(linear: "Linear", x: np.ndarray, scale: Scale, out: np.ndarray) -> np.ndarray:
+class HostLinear(NamedTuple):
+    """A Linear's numbers as numpy arrays for `linear_rows_fused` (shared memory, made once)."""
+    weights: np.ndarray  # (out, in) int8 rows: contiguous in the CPU's layout (`arith.stored_weights`)
+    column_mantissa: np.ndarray
+    shift_offset: int  # -(exponent + FRACTION): a row's shift is this minus its scale's exponent
+    bias: np.ndarray | None
+
+    @classmethod
+    def of(cls, linear: "Linear") -> "HostLinear":
+        return cls(linear.weight_t.t().numpy(), linear.mantissa.numpy(), -(linear.exponent + FRACTION),
+                   None if linear.bias is None else linear.bias.numpy())
+
+
+def linear_rows_fused(linear: HostLinear, x: np.ndarray, scale: Scale, out: np.ndarray) -> np.ndarray:
     """`Linear.__call__` of a few (R, K) int16 rows (numpy, on the CPU; `quantize_rows_fused`'s
     `whole` rows) in one fused loop into `out` (R, N) int64: the exact products x . w with each
-    output's weights read once for all rows (contiguous in the CPU's layout, `arith.stored_weights`),
-    not as two int8 halves through torch._int_mm (whose products of two rows read the weights at
-    two thirds of the speed of this loop's). The same integers. The decoding step (`host`) calls it."""
-    shift = np.minimum(np.maximum(-(linear.exponent + FRACTION) - scale.exponent, 0), 62)
-    fused.kernels().linear_rows(x, linear.weight_t.t().numpy(), DOT_TERMS, linear.mantissa.numpy(), scale.mantissa,
-                                arith.half_of(shift), shift, _NO_WEIGHT if linear.bias is None else linear.bias.numpy(),
+    output's weights read once for all rows, not as two int8 halves through torch._int_mm (whose
+    products of two rows read the weights at two thirds of the speed of this loop's). The same
+    integers. The decoding step (`host`) calls it."""
+    fused.kernels().linear_rows(x, linear.weights, DOT_TERMS, linear.column_mantissa, linear.shift_offset,
+                                scale.mantissa, scale.exponent, _NO_WEIGHT if linear.bias is None else linear.bias,
                                 linear.bias is not None, out)
     return out
 
