@@ -10,8 +10,8 @@ cross-entropy estimate, and the compression tokens per second. Decompression is 
 first DECODE_BYTES of the first DECODE_FILES files (stepping is 5 to 30 times slower than compressing, so a smaller
 slice keeps the sweep within an hour on two cores), and every decoded output is compared with its
 input; the larger BYTES slices' files are sized, not decoded. The classic compressors (llmzip.measure.baselines: gzip -9, bzip2 -9, xz -9e, zstd -22,
-brotli 11) run on the same BYTES slices. With `--bytes 0 --decode-files 0 --levels 9 --out bench/results/levels_whole.json` it sizes
-whole files at the best level. Then `python bench/make_results.py --write` renders the
+brotli 11) run on the same BYTES slices. With `--bytes 0 --decode-bytes 0 --levels 9 --out bench/results/levels_whole.json` it
+compresses whole files at the best level and decodes the first (`--decode-files 0`: sizes them only). Then `python bench/make_results.py --write` renders the
 "Compression levels" section of bench/RESULTS.md and the plot bench/results/levels.png.
 """
 from __future__ import annotations
@@ -41,7 +41,7 @@ def measure_level(model: llmzip.LoadedModel, level: int, slices: dict[str, bytes
                "decode_bytes": 0, "decode_tokens": 0, "decompress_seconds": 0.0}
         if name in decode_slices:
             small = decode_slices[name]
-            small_blob = codec.compress(small)
+            small_blob = blob if small == data else codec.compress(small)
             started = time.perf_counter()
             restored = codec.decompress(small_blob)
             row["decompress_seconds"] = time.perf_counter() - started
@@ -73,7 +73,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--bytes", type=int, default=16384,
                         help="first BYTES of each file to compress (default 16384; 0: whole files)")
     parser.add_argument("--decode-bytes", type=int, default=4096,
-                        help="first DECODE_BYTES of each file to time decompression on (default 4096)")
+                        help="first DECODE_BYTES of each file to time decompression on (default 4096; 0: whole files)")
     parser.add_argument("--decode-files", type=int, default=1,
                         help="time decompression on the first N files only (default 1)")
     parser.add_argument("--levels", default=",".join(map(str, LEVELS)), help="comma-separated levels (default all)")
@@ -83,7 +83,7 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     model = llmzip.load_model(None, device="cpu", dtype="float32")
     slices = {path.name: path.read_bytes()[: args.bytes or None] for path in args.files}
-    decode_slices = {path.name: path.read_bytes()[: args.decode_bytes] for path in args.files[: args.decode_files]}
+    decode_slices = {path.name: path.read_bytes()[: args.decode_bytes or None] for path in args.files[: args.decode_files]}
     levels = [measure_level(model, int(level), slices, decode_slices) for level in args.levels.split(",")]
     baselines = {}
     for name, data in slices.items():

@@ -564,17 +564,25 @@ def levels_section(path: Path) -> str:
     if whole.is_file():
         w = json.loads(whole.read_text())
         lines += ["", f"Whole files ({w['date']}, `{w['command']}`):", ""]
+        whole_rows = [(lv, row) for lv in w["levels"] for row in lv["rows"]]
+        decoded = [row for _, row in whole_rows if row.get("decode_bytes") == row["original_bytes"]]
         lines.append(table(["level", "context", "carried", "mixer", "file", "bytes", "llmzip bytes", "bits/byte (file)",
-                            "bits/byte (streams)"],
+                            "bits/byte (streams)", "compress tok/s", "decompress tok/s"],
                            [[f"-{lv['level']}", str(lv["context"]), str(lv["carry"]), lv.get("mixer", MIXER_BEFORE_ADAPT),
                              row["file"], f"{row['original_bytes']:,}",
                              f"{row['compressed_bytes']:,}",
                              f(8 * row["compressed_bytes"] / row["original_bytes"], ".4f"),
-                             f(8 * row["stream_bytes"] / row["original_bytes"], ".4f")]
-                            for lv in w["levels"] for row in lv["rows"]]))
-        lines += ["", "(Sized, not decoded or timed: this run shared the machine with other work. Each level's "
-                  "round trip is in the sweep above.) "
-                  "The classic compressors on the same whole file: "
+                             f(8 * row["stream_bytes"] / row["original_bytes"], ".4f"),
+                             f(row["tokens"] / row["compress_seconds"], ".1f") if decoded else "",
+                             f(row["decode_tokens"] / row["decompress_seconds"], ".1f") if row in decoded else ""]
+                            for lv, row in whole_rows]))
+        note = ((f"Every file with a decompression speed was decoded whole and compared with its input; "
+                 f"machine: {w['environment']['cpu']}, {w['environment']['torch_threads']} threads, load average "
+                 f"when the run ended {', '.join(f'{x:.2f}' for x in w['environment']['load_average'])}. ")
+                if decoded else
+                "(Sized, not decoded or timed: this run shared the machine with other work. Each level's "
+                "round trip is in the sweep above.) ")
+        lines += ["", note + "The classic compressors on the same whole file: "
                   + "; ".join(f"{name} {b['bits_per_byte']:.4f}" for name, b in w["baselines"].items())
                   + ". The anchors' alice29.txt figures: ts_zip 1.142, Nacrith 0.918 (quoted below)."]
     lines += ["", "The classic compressors on the same slices (pooled):", ""]
