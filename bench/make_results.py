@@ -460,7 +460,8 @@ def portable_section(path: Path) -> str:
         f"- first {settings['bytes']:,} bytes of each file, context {settings['context']}, model {settings['model']}; "
         f"float engine: transformers, float32, every window stepped in both directions; portable engine: the same "
         f"windows from BOS (level 1) with its default mixer, full-sequence forwards to compress, stepping to "
-        f"decompress (its element-wise chains as fused numba loops on the CPU, from commit c4bc111 on); "
+        f"decompress (its element-wise chains as fused numba loops on the CPU, from commit c4bc111 on; the "
+        f"decoding step's attention, linear layers and norms as loops of their own from af04e66 and 57b79be on); "
         f"{settings['repeats']} run(s) each, medians",
         f"- command: `{r['command']}`; building the integer model from the float weights took "
         f"{r['portable_build_seconds']:.1f} s (once per loaded model, not in the timings)",
