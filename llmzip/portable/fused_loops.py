@@ -177,11 +177,12 @@ def step_attention(projected, cos, sin, keys, values, start, first_key, heads, m
     """One decoding step's attention of one layer (`host.step_logits`, the lines from the rotary
     embedding to the rounded output), for rows of q, k and v heads side by side (`projected`, the
     qkv layer's output): the rotary embedding of k and the clamped v written into the layer's
-    cache (rows, key heads, positions, dim) at position `start`; then per (row, query head) the rotated q, times `multiplier` rounded by
-    `multiplier_bits` and clamped, scaled by `score_scale` (a power of two) to float64, its
-    scores against the keys `first_key` ... `start` of its key head (float64 sums of exact
-    products: the same numbers in any order), the table softmax of `table_softmax` and
-    out = floor(p.v * 2^-attention_bits + 1/2). `scores` is (rows * heads, keys) scratch."""
+    cache (rows, key heads, positions, dim) at position `start`; then per (row, query head) the
+    rotated q, times `multiplier` rounded by `multiplier_bits` and clamped, scaled by
+    `score_scale` (a power of two) to float64, its scores against the keys `first_key` ...
+    `start` of its key head (float64 sums of exact products: the same numbers in any order), the
+    table softmax of `table_softmax` and out = floor(p.v * 2^-attention_bits + 1/2). `scores` is
+    (rows * heads, keys) scratch."""
     rows = projected.shape[0]
     kv_heads, dim = keys.shape[1], keys.shape[3]
     half, group, end = dim // 2, heads // kv_heads, start + 1

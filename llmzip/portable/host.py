@@ -11,9 +11,10 @@ its own take the rest: a layer's attention from the rotary embedding to its roun
 (`fused_loops.step_attention`), and the linear layers on whole 16-bit rows, each output's weights
 read once (`llama.linear_rows_fused`). With them, and RMSNorm as one loop, a step of the default
 model at the default level went from 35 to 10 ms (2 threads, ad hoc), half of it now the linear
-layers reading their 135 MB of weights. Nothing here is a new definition: the exactness argument of `llama` covers it line for
-line, and tests/test_portable.py checks that stepping (this module) and full-sequence forwards
-(torch) give the same logits, and each loop against the code it replaces at the bounds.
+layers reading their 135 MB of weights. Nothing here is a new definition: the exactness argument
+of `llama` covers it line for line, and tests/test_portable.py checks that stepping (this module)
+and full-sequence forwards (torch) give the same logits, and each loop against the code it
+replaces at the bounds.
 
 One difference of form, no difference of value: a step of a sliding-window model reads only the
 keys inside its window, where the torch code masks the others; a masked key contributes an exact

@@ -193,7 +193,8 @@ _NO_MASK = np.zeros((1, 1), dtype=np.bool_)  # ... or an absent attention mask
 
 
 def quantize_rows_fused(rows: np.ndarray, fraction: int, levels: int, weight: np.ndarray | None = None,
-                        amax: np.ndarray | None = None, whole: bool = False) -> tuple[torch.Tensor | np.ndarray, bool, Scale]:
+                        amax: np.ndarray | None = None,
+                        whole: bool = False) -> tuple[torch.Tensor | np.ndarray, bool, Scale]:
     """`quantize_rows` of (R, K) int64 rows (numpy, on the CPU) in one fused loop, the largest
     magnitudes (unless given), `row_scales` and the integers: the int8 rows (halves stacked for 16
     bits), whether they are halves, and the rows' Scale as arrays; or (`whole`, for
