@@ -118,6 +118,9 @@ def _add_model_options(p: argparse.ArgumentParser, coding: bool) -> None:
                        help="tokens of context carried into each window after a lane's first (default: the level's)")
         p.add_argument("--lane-tokens", type=int, default=None,
                        help="tokens per lane, the unit a decoder goes through window after window (default: the level's)")
+        p.add_argument("--keep-line-ends", action="store_true",
+                       help="code CRLF line ends as they are (default: a block whose line ends are all CRLF is coded "
+                            "as LF text, which the model predicts better, and restored exactly when decompressing)")
         p.add_argument("--mixer", choices=MIXER_CODES, default=None,
                        help=f"what adapts the LLM's frequencies to the text: {ADAPT_MIXER} (a logit bias learned "
                             f"while coding at a rate per token, plus the match model; the portable engine's default "
@@ -325,7 +328,8 @@ class _Codecs:
             kwargs = dict(device=device, dtype=dtype)
             if a.command in ("compress", "c"):
                 kwargs.update(preset=a.level, context=a.context, carry=a.carry, lane_tokens=a.lane_tokens,
-                              mixer=a.mixer, batch=a.batch, quantizer=a.quantizer, threads=a.threads, engine=a.engine)
+                              mixer=a.mixer, batch=a.batch, quantizer=a.quantizer, threads=a.threads, engine=a.engine,
+                              keep_line_ends=a.keep_line_ends)
             self._cache[key] = (Codec if a.ray is None else self._ray_codec)(a.model, **kwargs)
         return self._cache[key]
 
@@ -510,10 +514,10 @@ def _describe(name: str, info: FileInfo) -> str:
     width = max(len(k) for k, _ in rows)
     lines = [f"{k:<{width}}  {v}" for k, v in rows]
     if info.block_list:
-        table = [("block", "offset", "size", "start", "length", "tokens", "streams", "side", "crc32")]
+        table = [("block", "offset", "size", "start", "length", "CRLF", "tokens", "streams", "side", "crc32")]
         for k, b in enumerate(info.block_list):
-            table.append((str(k), str(b.offset), str(b.size), str(b.raw_start), str(b.raw_len), str(b.tokens),
-                          str(b.streams), str(b.side_bytes), f"{b.raw_crc:08x}"))
+            table.append((str(k), str(b.offset), str(b.size), str(b.raw_start), str(b.raw_len), str(b.line_ends),
+                          str(b.tokens), str(b.streams), str(b.side_bytes), f"{b.raw_crc:08x}"))
         widths = [max(len(row[i]) for row in table) for i in range(len(table[0]))]
         lines += ["  " + "  ".join(cell.rjust(w) for cell, w in zip(row, widths)) for row in table]
     return "\n".join(lines)

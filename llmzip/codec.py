@@ -23,7 +23,7 @@ from typing import BinaryIO, Callable, Iterator
 import numpy as np
 import torch
 
-from . import container, levels, schedule
+from . import container, filters, levels, schedule
 from .coder import CODER_ID
 from .container import Block, BlockIndex, ContainerWriter, Header, StreamReader, crc32
 from .errors import ChecksumError, FormatError, ModelMismatchError, UnsupportedParameterError
@@ -173,19 +173,24 @@ class Codec:
     `mixer` is what is mixed into the model's frequencies: "adapt-v2" (a logit bias learned while
     coding at a rate per token, `llmzip.adapt`, plus the match model: the portable engine's default
     from level 2 on), "adapt-v1" (the same bias at one rate), "match-v1" (the match model alone,
-    `llmzip.match`: level 1's default) or "none". Decompression takes all of these from the file.
+    `llmzip.match`: level 1's default) or "none". A block whose line ends are all CRLF is coded as
+    LF text and restored (`llmzip.filters`) unless `keep_line_ends`, which codes every byte as it
+    is (to measure a model on the text exactly as given). Decompression takes all of these from the
+    file.
     """
 
     def __init__(self, model: LoadedModel | str | None = None, *, preset: int | None = None,
                  context: int | None = None, carry: int | None = None, lane_tokens: int | None = None,
                  batch: int | None = None, device: str | torch.device | None = None,
                  dtype: str | torch.dtype | None = None, quantizer: str = "auto", threads: int | None = None,
-                 engine: str = "auto", stream_windows: int = STREAM_WINDOWS, mixer: str | None = None):
+                 engine: str = "auto", stream_windows: int = STREAM_WINDOWS, mixer: str | None = None,
+                 keep_line_ends: bool = False):
         self.model = model if isinstance(model, LoadedModel) else load_model(model, device=device, dtype=dtype)
         self.engine = _choose_engine(engine, quantizer, self.model)
         self.layout = self._layout(preset, context, carry, lane_tokens)
         self.context = self.layout.context
         self.mixer = self._mixer(mixer, preset)
+        self.keep_line_ends = keep_line_ends
         if stream_windows < 1:
             raise UnsupportedParameterError(f"stream_windows must be positive, not {stream_windows}")
         self._portable: PortableLlama | None = None
@@ -381,19 +386,25 @@ class Codec:
     # ------------------------------------------------------------------------------------------
     # Compression
 
-    def _encode_block(self, data: bytes, stats: Stats, on_step: Callable[[int, int], None]) -> Block:
+    def _encode_block(self, data: bytes, stats: Stats, on_step: Callable[[int, int], None],
+                      version: int = container.FORMAT_VERSION) -> Block:
         """Code one block; `on_step(tokens done in block, tokens in block)` reports progress."""
-        ids, side = self.model.tokenizer.encode(data)
+        line_ends = 0 if self.keep_line_ends or version < 6 else filters.crlf_line_ends(data)
+        coded = filters.to_line_feeds(data) if line_ends else data
+        ids, side = self.model.tokenizer.encode(coded)
         if self.engine == PORTABLE_ENGINE:
             streams = self._encode_portable(ids, stats, on_step)
         else:
             streams = self._lockstep.encode(ids, stats, on_step, engine=self.engine, quantizer=self.quantizer,
                                             context=self.context, batch=self.batch,
                                             stream_windows=self.stream_windows)
+        text = self.model.table.join(ids)
         stats.tokens += len(ids)
-        stats.text_bytes += len(self.model.table.join(ids))
+        # The original's bytes the tokens carry: with the line-end filter, each of their LFs was a CRLF.
+        stats.text_bytes += len(text) + (text.count(b"\n") if line_ends else 0)
         stats.stream_bytes += sum(len(s) for s in streams)
-        return Block(raw_len=len(data), raw_crc=crc32(data), n_tokens=len(ids), side=side, streams=streams)
+        return Block(raw_len=len(data), raw_crc=crc32(data), n_tokens=len(ids), side=side, streams=streams,
+                     line_ends=line_ends)
 
     def _encode_portable(self, ids: list[int], stats: Stats, on_step: Callable[[int, int], None]) -> list[bytes]:
         done = [0]
@@ -444,7 +455,7 @@ class Codec:
     def _decode_block(self, block: Block, header: Header, stats: Stats, on_step: Callable[[int], None]) -> bytes:
         # Everything checkable without the model is checked first: the side channel and the token
         # count against the block size, and every stream's framing.
-        plan = self.model.tokenizer.plan(block.side, block.raw_len, block.n_tokens)
+        plan = self.model.tokenizer.plan(block.side, block.coded_len, block.n_tokens)
         if any(len(s) % 4 or not s for s in block.streams):
             raise FormatError("corrupted file: a coded stream is empty or not a whole number of words")
         if header.engine == PORTABLE_ENGINE:
@@ -455,7 +466,7 @@ class Codec:
             self.model.table.decoded_bytes(np.asarray(ids, dtype=np.int64), plan.text_len)
         else:
             ids = self._lockstep.decode(block, header, stats, plan.text_len, on_step)
-        data = self.model.tokenizer.decode(ids, block.side, block.raw_len, plan)
+        data = filters.restore_crlf(self.model.tokenizer.decode(ids, block.side, block.coded_len, plan), block.line_ends)
         if crc32(data) != block.raw_crc:
             raise ChecksumError("corrupted file: a decoded block does not match its checksum; no output was kept")
         stats.tokens += block.n_tokens
@@ -742,7 +753,7 @@ class StreamCompressor:
                 progress(Progress(done_before + int(fraction * len(data)), stats.tokens + tokens_done))
 
         with _coding(self._codec.threads, self._codec.batch, compressing=True):
-            block = self._codec._encode_block(data, stats, on_step)
+            block = self._codec._encode_block(data, stats, on_step, self._writer.version)
         framed = self._writer.add(block)
         side = block.stored_side_len(self._writer.version)
         stats.blocks += 1

@@ -37,17 +37,18 @@ from typing import BinaryIO, Callable, Iterator
 from .errors import FormatError, LLMZipError
 
 MAGIC = b"\x89LLZ"
+# 6: a block's line-end count (the CRLF line ends its text was coded without, see filters.py).
 # 5: a mixer field (the match model mixed into the LLM's frequencies, see match.py).
 # 4: carried context (the header's carry and lane_tokens fields, see schedule.py).
 # 3: compact header (codes, defaults, 4-byte fingerprint, CRC-16), block sequence numbers, block index.
-# 2 added engine and stream_windows and shortened fingerprints. Versions 1 to 4 still decode.
-FORMAT_VERSION = 5
-VERSIONS = (1, 2, 3, 4, 5)
+# 2 added engine and stream_windows and shortened fingerprints. Versions 1 to 5 still decode.
+FORMAT_VERSION = 6
+VERSIONS = (1, 2, 3, 4, 5, 6)
 # Model fingerprint length by format version. Version 3 keeps 32 bits: enough to tell a wrong model
 # before decoding (FORMAT.md, "Why these sizes"); the block CRC-32 is what guarantees the output.
-FINGERPRINT_BYTES = {1: 16, 2: 8, 3: 4, 4: 4, 5: 4}
+FINGERPRINT_BYTES = {1: 16, 2: 8, 3: 4, 4: 4, 5: 4, 6: 4}
 # Versions 1 and 2 also stored the token table's fingerprint; version 3's model fingerprint covers it.
-TOKENIZER_FINGERPRINT_BYTES = {1: 16, 2: 8, 3: 0, 4: 0, 5: 0}
+TOKENIZER_FINGERPRINT_BYTES = {1: 16, 2: 8, 3: 0, 4: 0, 5: 0, 6: 0}
 BLOCK_TAG = 0x01  # versions 1 and 2
 END_TAG = 0x00
 
@@ -444,6 +445,8 @@ class Block:
     windows, one per `stream_windows` of them; the windows of a block are `ceil(n_tokens / context)`
     consecutive slices of its tokens. `raw_start` is where the block's data begins in the original:
     version 3 stores it as the block's sequence number; for older files the reader counts it.
+    `line_ends` is how many CRLF line ends were coded as LF (`llmzip.filters`; version 6 on): the
+    tokens and side channel hold raw_len - line_ends bytes.
     """
 
     raw_len: int
@@ -452,6 +455,12 @@ class Block:
     side: bytes
     streams: list[bytes]
     raw_start: int = 0
+    line_ends: int = 0
+
+    @property
+    def coded_len(self) -> int:
+        """Bytes the tokens and the side channel hold: the block without the CRs the filter took out."""
+        return self.raw_len - self.line_ends
 
     def stored_side_len(self, version: int = FORMAT_VERSION) -> int:
         """Bytes the side channel takes in the file (version 3 stores an all-text side as nothing)."""
@@ -465,7 +474,14 @@ class Block:
         out += self.raw_crc.to_bytes(4, "little")
         write_varint(out, self.n_tokens)
         side = b"" if self.stored_side_len(version) == 0 else self.side
-        write_varint(out, len(side))
+        if version >= 6:  # the side length's low bit says whether a line-end count follows
+            write_varint(out, len(side) << 1 | bool(self.line_ends))
+            if self.line_ends:
+                write_varint(out, self.line_ends)
+        elif self.line_ends:
+            raise ValueError(f"format version {version} has no line-end filter")
+        else:
+            write_varint(out, len(side))
         out += side
         if version < 3:
             write_varint(out, len(self.streams))
@@ -489,7 +505,15 @@ class Block:
             raise FormatError("corrupted file: an empty block")
         raw_crc = r.u32()
         n_tokens = r.varint(raw_len, "the token count")
-        side = bytes(r.take(r.varint(r.remaining, "the side data length")))
+        v6 = header.version >= 6
+        side_len, line_ends = r.varint(2 * r.remaining + 1 if v6 else r.remaining, "the side data length"), 0
+        if v6:
+            side_len, filtered = side_len >> 1, side_len & 1
+            if filtered:  # a line-end count follows
+                line_ends = r.varint(raw_len // 2, "the line-end count")
+                if not line_ends:
+                    raise FormatError("corrupted file: a block's line-end count is zero")
+        side = bytes(r.take(side_len))
         if v3 and not side:
             side = ALL_TEXT_SIDE
         n_streams = header.streams_in(n_tokens)
@@ -501,7 +525,7 @@ class Block:
         if sum(lengths) != r.remaining or (lengths and lengths[-1] < 0):
             raise FormatError("corrupted file: a block's stream lengths do not add up")
         streams = [bytes(r.take(n)) for n in lengths]
-        return cls(raw_len, raw_crc, n_tokens, side, streams, raw_start)
+        return cls(raw_len, raw_crc, n_tokens, side, streams, raw_start, line_ends)
 
 
 @dataclass(frozen=True)

@@ -21,6 +21,7 @@ class BlockInfo:
     streams: int
     side_bytes: int  # as stored
     stream_bytes: int
+    line_ends: int = 0  # CRLF line ends coded as LF (llmzip.filters)
 
 
 @dataclass(frozen=True)
@@ -74,7 +75,7 @@ def inspect(source: bytes | BinaryIO) -> FileInfo:
         side = block.stored_side_len(header.version)
         coded = sum(len(s) for s in block.streams)
         blocks.append(BlockInfo(size, block_size, block.raw_start, block.raw_len, block.raw_crc, block.n_tokens,
-                                len(block.streams), side, coded))
+                                len(block.streams), side, coded, block.line_ends))
         size += block_size
     assert reader.total_len is not None
     size += reader.tail_size

@@ -5,6 +5,7 @@ load it in about a second.
 """
 from __future__ import annotations
 
+import io
 import lzma
 import os
 
@@ -52,15 +53,17 @@ GOLDEN = os.path.join(os.path.dirname(__file__), "data", "golden")
                                            ("portable-v1.format4.llmz", "portable-v1.txt"),
                                            ("portable-v1.format5.llmz", "match-v1.txt"),
                                            ("adapt-v1.format5.llmz", "portable-v1.txt"),
-                                           ("adapt-v2.format5.llmz", "portable-v1.txt")])
+                                           ("adapt-v2.format5.llmz", "portable-v1.txt"),
+                                           ("adapt-v2.format6.llmz", "crlf.txt")])
 def test_golden_portable_file_decodes(default_codec, name, original):
     """Files the portable engine made with the default model (llmzip 0.1.0, container formats 2
-    to 5; format 4's with carried context: windows of 64 tokens carrying 32, three lanes of up to
+    to 6; format 4's with carried context: windows of 64 tokens carrying 32, three lanes of up to
     192; format 5's the same layout, one lane per stream, every stream mixed with the match model,
     on lines of a dpkg log; adapt-v1's and adapt-v2's with the format 4 layout, one lane per
-    stream, their second stream adapted by the logit bias), checked in with their originals: every later version must
-    decode them, so a change that moves one bit of the engine's or the quantizer's integers, of
-    the layout, of the mixer or of the bias, fails here."""
+    stream, their second stream adapted by the logit bias; format 6's the same as adapt-v2's, on
+    text with CRLF line ends, coded as LF), checked in with their originals: every later version
+    must decode them, so a change that moves one bit of the engine's or the quantizer's integers,
+    of the layout, of the mixer, of the bias or of the line-end filter, fails here."""
     with open(os.path.join(GOLDEN, name), "rb") as f:
         blob = f.read()
     with open(os.path.join(GOLDEN, original), "rb") as f:
@@ -68,23 +71,28 @@ def test_golden_portable_file_decodes(default_codec, name, original):
     assert default_codec.decompress(blob) == expected
 
 
-@pytest.mark.parametrize("name,original,mixer", [("portable-v1.format5.llmz", "match-v1.txt", "match-v1"),
-                                                 ("adapt-v1.format5.llmz", "portable-v1.txt", "adapt-v1"),
-                                                 ("adapt-v2.format5.llmz", "portable-v1.txt", "adapt-v2")])
-def test_golden_portable_file_is_encoded_again_exactly(default_codec, name, original, mixer):
-    """Today's encoder makes the current format's golden files again, bit for bit, with the
+@pytest.mark.parametrize("name,original,mixer,version", [
+    ("portable-v1.format5.llmz", "match-v1.txt", "match-v1", 5),
+    ("adapt-v1.format5.llmz", "portable-v1.txt", "adapt-v1", 5),
+    ("adapt-v2.format5.llmz", "portable-v1.txt", "adapt-v2", 5),
+    ("adapt-v2.format6.llmz", "crlf.txt", "adapt-v2", 6)])
+def test_golden_portable_file_is_encoded_again_exactly(default_codec, name, original, mixer, version):
+    """Today's encoder makes the golden files of formats 5 and 6 again, bit for bit, with the
     settings they were made with. The decoding test above guards old files; this one guards the
     encoder's own paths (full-sequence forwards, the bias's stepped output layer in blocks of
-    steps, the choice among the ways to code a stream). An encoder that deliberately chooses
-    differently must still pass the decoding test, and then replaces these files."""
+    steps, the choice among the ways to code a stream, the line-end filter). An encoder that
+    deliberately chooses differently must still pass the decoding test, and then replaces these
+    files."""
     import llmzip
 
     with open(os.path.join(GOLDEN, original), "rb") as f:
         data = f.read()
     codec = llmzip.Codec(default_codec.model, context=64, carry=32, lane_tokens=192, stream_windows=1, mixer=mixer,
                          engine="portable")
+    out = io.BytesIO()
+    codec.compress_stream(io.BytesIO(data), out, version=version)
     with open(os.path.join(GOLDEN, name), "rb") as f:
-        assert codec.compress(data) == f.read()
+        assert out.getvalue() == f.read()
 
 
 def test_default_model_prefill_equals_stepping_at_any_batch(default_codec):

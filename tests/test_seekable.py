@@ -53,22 +53,27 @@ class _Counting:
 
 def test_one_kib_costs_at_most_32_bytes_over_its_coded_stream(llama, alice):
     """Default settings (portable engine, context 512): header, framing, index and footer of a
-    one-block file. The exact count is pinned so that any growth is a decision."""
+    one-block file, with LF line ends and with CRLF ones (coded as LF, plus their count). The exact
+    count is pinned so that any growth is a decision."""
     codec = Codec(llama)
-    blob, stats = codec.compress_with_stats(alice[:1024])
-    info = inspect(blob)
-    assert info.blocks == 1 and info.side_bytes == 0  # all text: the side channel costs nothing
-    overhead = len(blob) - stats.stream_bytes
-    assert overhead == info.overhead_bytes == stats.header_bytes
-    assert overhead <= 32
-    # magic 4, version 1, header length 1, fingerprint 4, flags 2 (the mixer's is the eighth bit),
-    # BOS 1 (the tiny model's is 0), mixer 1 (adapt-v2, the default level's), CRC-16 2;
-    # block length 2, sequence number 1, raw length 2, CRC-32 4, token count 2, side length 1;
-    # end tag 1, index 1, footer 1
-    assert info.header_size == 16 and len(header_bytes(codec._header())) == 16
-    assert info.tail_size == 3
-    assert overhead == 31, info
-    assert codec.decompress(blob) == alice[:1024]
+    assert b"\r\n" in alice[:1024] and b"\n" not in alice[:1024].replace(b"\r\n", b"")  # all CRLF
+    for text, line_ends, expected in ((alice[:1024].replace(b"\r\n", b"\n"), 0, 31),
+                                      (alice[:1024], alice[:1024].count(b"\n"), 32)):
+        blob, stats = codec.compress_with_stats(text)
+        info = inspect(blob)
+        assert info.blocks == 1 and info.side_bytes == 0  # all text: the side channel costs nothing
+        assert info.block_list[0].line_ends == line_ends
+        overhead = len(blob) - stats.stream_bytes
+        assert overhead == info.overhead_bytes == stats.header_bytes
+        assert overhead <= 32
+        # magic 4, version 1, header length 1, fingerprint 4, flags 2 (the mixer's is the eighth bit),
+        # BOS 1 (the tiny model's is 0), mixer 1 (adapt-v2, the default level's), CRC-16 2;
+        # block length 2, sequence number 1, raw length 2, CRC-32 4, token count 2, side length 1,
+        # the line-end count 1 where there is one (below 128); end tag 1, index 1, footer 1
+        assert info.header_size == 16 and len(header_bytes(codec._header())) == 16
+        assert info.tail_size == 3
+        assert overhead == expected, info
+        assert codec.decompress(blob) == text
 
 
 # ---------------------------------------------------------------------------------------------
@@ -338,10 +343,11 @@ def test_cli_info_lists_blocks(llama_dir, packed_file, capsys):
     assert main(["info", str(packed_file)]) == 0
     out = capsys.readouterr().out
     info = inspect(packed_file.read_bytes())
-    assert "format      version 5" in out and "covered by the model fingerprint" in out
+    assert "format      version 6" in out and "covered by the model fingerprint" in out
     assert "mixer       adapt-v2 (a logit bias learned while coding at a rate per token" in out
     assert info.header.model_fingerprint.hex() in out and "name not recorded" in out
     table = out[out.index("block  offset"):].splitlines()
     assert len(table) == 1 + info.blocks
     for line, block in zip(table[1:], info.block_list):
-        assert line.split()[1:5] == [str(block.offset), str(block.size), str(block.raw_start), str(block.raw_len)]
+        assert line.split()[1:6] == [str(block.offset), str(block.size), str(block.raw_start), str(block.raw_len),
+                                     str(block.line_ends)]

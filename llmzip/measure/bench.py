@@ -66,6 +66,7 @@ from typing import Any
 
 import torch
 
+from .. import filters
 from .baselines import run_baselines
 from .capacity import BIAS, capacity_from_samples, information_capacity, text_bits_per_token
 from .flops import flops_per_token
@@ -381,13 +382,15 @@ class PaperEstimate:
 
 
 def paper_estimate(model, ids: Sequence[int], bias: float, sample_tokens: int = PAPER_SAMPLE_TOKENS,
-                   progress: Callable[[int], None] | None = None) -> PaperEstimate | None:
+                   progress: Callable[[int], None] | None = None,
+                   token_bytes: Callable[[Sequence[int]], bytes] | None = None) -> PaperEstimate | None:
     """The paper's information capacity of ``model`` on a text given as llmzip token ids.
 
     Samples are ``[BOS] + ids[k : k + sample_tokens - 1]``; each sample's first token (BOS) is
     dropped, so every text token is scored once, predicted from BOS and the sample's earlier
-    tokens. ``ts`` per sample is byte-exact (the tokens' own bytes, not a re-decoded string).
-    Returns None for a text with no tokens. ``progress(tokens scored so far)`` after each sample.
+    tokens. ``ts`` per sample is byte-exact (the tokens' own bytes, not a re-decoded string, or
+    the bytes ``token_bytes`` says they stand for). Returns None for a text with no tokens.
+    ``progress(tokens scored so far)`` after each sample.
     """
     started = time.perf_counter()
     step = sample_tokens - 1
@@ -403,7 +406,7 @@ def paper_estimate(model, ids: Sequence[int], bias: float, sample_tokens: int = 
     for k in range(0, len(ids), step):
         sample = [model.bos_id] + ids[k : k + step]
         bits = per_token_nll(model, sample)
-        ts.append(text_bits_per_token(sample, model.table.join))
+        ts.append(text_bits_per_token(sample, token_bytes or model.table.join))
         nll.append(math.fsum(bits) / len(bits))
         counts.append(len(bits))
         if progress is not None:
@@ -498,14 +501,19 @@ def _model_record(codec, spec: str | None, name: str, data: bytes, file_bytes: i
         ids: list[int] = []
         from ..codec import split_blocks  # the same blocks the codec tokenizes
 
+        # Where every line end of the text is CRLF, every block is coded as LF text (or has no line
+        # end), so the model is scored on that text, and ts counts the original's bytes, CRs included,
+        # as the codec's does. In a text with mixed line ends it is scored on the bytes as they are.
+        line_ends = not codec.keep_line_ends and filters.crlf_line_ends(data) > 0
         for block in split_blocks(data):
-            ids.extend(m.tokenizer.encode(block)[0])
+            ids.extend(m.tokenizer.encode(filters.to_line_feeds(block) if line_ends else block)[0])
 
         def paper_progress(done: int) -> None:
             if progress is not None:
                 progress(BenchProgress("paper", m.name, name, int(total * done / max(1, len(ids))), total, done))
 
-        est = paper_estimate(m, ids, bias, progress=paper_progress)
+        est = paper_estimate(m, ids, bias, progress=paper_progress,
+                             token_bytes=(lambda t: m.table.join(t).replace(b"\n", b"\r\n")) if line_ends else None)
         if est is not None:
             rec.paper_samples = est.samples
             rec.paper_scored_tokens = est.scored_tokens
@@ -556,7 +564,8 @@ def bench(inputs: Sequence[str | os.PathLike], models: Sequence[Any] = (None,), 
           batch: int | None = None, device: str | None = None, dtype: str | None = None,
           sample_bytes: int | None = None, baselines: bool = True, baseline_repeats: int = 3,
           paper_mode: bool = False, bias: float = BIAS["default"], verify: bool = True,
-          text_field: str | None = None, progress: ProgressCallback | None = None) -> list[BenchRecord]:
+          text_field: str | None = None, keep_line_ends: bool = False,
+          progress: ProgressCallback | None = None) -> list[BenchRecord]:
     """Measure every model (and the classic compressors) on every input.
 
     ``inputs``: files or folders (a folder stands for its files, sorted). ``models``: specs for
@@ -565,7 +574,7 @@ def bench(inputs: Sequence[str | os.PathLike], models: Sequence[Any] = (None,), 
     inputs are JSONL or Parquet corpora, and each document (its text in that field) is measured
     as a sample of its own (:mod:`llmzip.measure.samples`). Every llmzip output is decompressed
     and compared with the input unless ``verify`` is False (then no decompress speed either).
-    Records come sample by sample: the models in the order given, then the baselines (gzip,
+    ``keep_line_ends`` codes CRLF line ends as they are (see :class:`llmzip.Codec`). Records come sample by sample: the models in the order given, then the baselines (gzip,
     bzip2, xz, zstd, brotli). See the module docstring for each figure.
     """
     from ..codec import Codec
@@ -576,7 +585,7 @@ def bench(inputs: Sequence[str | os.PathLike], models: Sequence[Any] = (None,), 
     records: list[list[BenchRecord]] = [[] for _ in samples]
     for spec in models or (None,):
         loaded, load_seconds = _load(spec, device, dtype)
-        codec = Codec(loaded, context=context, batch=batch)
+        codec = Codec(loaded, context=context, batch=batch, keep_line_ends=keep_line_ends)
         for sample, rs in zip(samples, records):
             log.info("bench: %s on %s (%d bytes)", loaded.name, sample.file, len(sample.data))
             rs.append(sample_record(codec, _spec_text(spec), sample, load_seconds=load_seconds, bias=bias,
@@ -607,7 +616,7 @@ def sample_baselines(sample: Sample, repeats: int) -> list[BenchRecord]:
 def context_sweep(input: str | os.PathLike, model: Any = None, contexts: Sequence[int] = (128, 256, 512), *,
                   batch: int | None = None, device: str | None = None, dtype: str | None = None,
                   sample_bytes: int | None = None, bias: float = BIAS["default"], verify: bool = True,
-                  progress: ProgressCallback | None = None) -> list[BenchRecord]:
+                  keep_line_ends: bool = False, progress: ProgressCallback | None = None) -> list[BenchRecord]:
     """Bits per byte, estimate, overhead and speed of one model on one file at each context.
 
     The model is loaded once; one record per context, in the order given (each record's
@@ -624,7 +633,7 @@ def context_sweep(input: str | os.PathLike, model: Any = None, contexts: Sequenc
     loaded, load_seconds = _load(model, device, dtype)
     out = []
     for c in contexts:
-        codec = Codec(loaded, context=int(c), batch=batch)
+        codec = Codec(loaded, context=int(c), batch=batch, keep_line_ends=keep_line_ends)
         out.append(_model_record(codec, _spec_text(model), str(path), data, size, load_seconds=load_seconds,
                                  bias=bias, paper_mode=False, verify=verify, progress=progress))
     return out

@@ -55,6 +55,9 @@ def add_bench_parser(sub) -> argparse.ArgumentParser:
                    help="also compute the paper's per-sample information capacity (1,024-token samples, estimate)")
     p.add_argument("--bias", default="default",
                    help=f"information capacity bias: a number or one of {', '.join(BIAS)} (default: default = {BIAS['default']})")
+    p.add_argument("--keep-line-ends", action="store_true",
+                   help="code CRLF line ends as they are, to measure a model on the bytes exactly as given "
+                        "(default: as llmzip compress does, a block whose line ends are all CRLF is coded as LF text)")
     p.add_argument("--sweep", default=None, metavar="C1,C2,...",
                    help="also measure each model on each file at these contexts")
     p.add_argument("--json", default=None, metavar="PATH", help="write every field and the environment as JSON")
@@ -396,14 +399,15 @@ def run_bench(args) -> int:
         records = bench(files, models, context=args.context, batch=args.batch, device=args.device,
                         dtype=args.dtype, sample_bytes=args.sample_bytes, baselines=args.baselines,
                         baseline_repeats=args.repeats, paper_mode=args.paper, bias=bias, text_field=args.text_field,
-                        progress=bar)
+                        keep_line_ends=args.keep_line_ends, progress=bar)
         sweep_records = []
         if sweep:
             for spec in models:
                 for f in files:
                     sweep_records.extend(context_sweep(f, spec, sweep, batch=args.batch, device=args.device,
                                                        dtype=args.dtype, sample_bytes=args.sample_bytes,
-                                                       bias=bias, progress=bar))
+                                                       bias=bias, keep_line_ends=args.keep_line_ends,
+                                                       progress=bar))
     except (LLMZipError, ValueError, RuntimeError, OSError) as exc:
         bar.close()
         return _failed(exc)
@@ -472,7 +476,8 @@ def _run_corpus(args, bias: float) -> int:
             sample_bytes=args.sample_bytes, baselines=args.baselines, baseline_repeats=args.repeats,
             paper_mode=args.paper, bias=bias, ray=args.ray is not None, workers=args.workers,
             cpus_per_worker=args.threads, progress=lambda done, tokens: bar(Progress(done, tokens)),
-            context=args.context, batch=args.batch, device=args.device, dtype=args.dtype)
+            context=args.context, batch=args.batch, device=args.device, dtype=args.dtype,
+            keep_line_ends=args.keep_line_ends)
     except (LLMZipError, ValueError, RuntimeError, OSError) as exc:
         bar.close()
         return _failed(exc)
