@@ -466,7 +466,8 @@ class Codec:
             self.model.table.decoded_bytes(np.asarray(ids, dtype=np.int64), plan.text_len)
         else:
             ids = self._lockstep.decode(block, header, stats, plan.text_len, on_step)
-        data = filters.restore_crlf(self.model.tokenizer.decode(ids, block.side, block.coded_len, plan), block.line_ends)
+        coded = self.model.tokenizer.decode(ids, block.side, block.coded_len, plan)
+        data = filters.restore_crlf(coded, block.line_ends)
         if crc32(data) != block.raw_crc:
             raise ChecksumError("corrupted file: a decoded block does not match its checksum; no output was kept")
         stats.tokens += block.n_tokens

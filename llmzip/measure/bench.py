@@ -574,7 +574,8 @@ def bench(inputs: Sequence[str | os.PathLike], models: Sequence[Any] = (None,), 
     inputs are JSONL or Parquet corpora, and each document (its text in that field) is measured
     as a sample of its own (:mod:`llmzip.measure.samples`). Every llmzip output is decompressed
     and compared with the input unless ``verify`` is False (then no decompress speed either).
-    ``keep_line_ends`` codes CRLF line ends as they are (see :class:`llmzip.Codec`). Records come sample by sample: the models in the order given, then the baselines (gzip,
+    ``keep_line_ends`` codes CRLF line ends as they are (see :class:`llmzip.Codec`). Records come
+    sample by sample: the models in the order given, then the baselines (gzip,
     bzip2, xz, zstd, brotli). See the module docstring for each figure.
     """
     from ..codec import Codec
