@@ -15,14 +15,13 @@ bench/make_results.py --write` renders the section of bench/RESULTS.md.
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 import llmzip  # noqa: I001  (sets the thread wait policy before torch loads)
 import torch
 from llmzip.codec import BLOCK_BYTES
 from llmzip.levels import DEFAULT_LEVEL, LEVELS
-from llmzip.measure.bench import run_record
+from llmzip.measure.bench import write_run
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -58,18 +57,12 @@ def main(argv: list[str] | None = None) -> int:
     one_lane, lanes, blocks = rows
     lane_cost = (lanes["compressed_bytes"] - one_lane["compressed_bytes"]) / max(1, lanes["lanes"] - one_lane["lanes"])
     block_cost = blocks["compressed_bytes"] - lanes["compressed_bytes"]
-    payload = {
-        **run_record(args.threads, argv),
-        "settings": {"file": args.file.name, "bytes": len(data), "level": DEFAULT_LEVEL, "context": level.context,
-                     "carry": level.carry, "lane_tokens": level.lane_size, "model": model.name,
-                     "default_block_bytes": BLOCK_BYTES},
-        "rows": rows,
-        "bytes_per_lane_start": lane_cost,
-        "bytes_per_block_boundary": block_cost,
-        "block_boundary_share_of_default_block": 8 * block_cost / BLOCK_BYTES,  # bits per byte of a default block
-    }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(payload, indent=1))
+    write_run(args.out, args.threads, argv,
+              settings={"file": args.file.name, "bytes": len(data), "level": DEFAULT_LEVEL, "context": level.context,
+                        "carry": level.carry, "lane_tokens": level.lane_size, "model": model.name,
+                        "default_block_bytes": BLOCK_BYTES},
+              rows=rows, bytes_per_lane_start=lane_cost, bytes_per_block_boundary=block_cost,
+              block_boundary_share_of_default_block=8 * block_cost / BLOCK_BYTES)  # bits per byte of a default block
     print(f"a lane start costs {lane_cost:.1f} bytes, a block boundary {block_cost} bytes "
           f"({8 * block_cost / BLOCK_BYTES:.5f} bits/byte over a {BLOCK_BYTES >> 20} MiB block); written to {args.out}")
     return 0

@@ -17,7 +17,6 @@ compresses whole files at the best level and decodes the first (`--decode-files 
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from pathlib import Path
 
@@ -25,7 +24,7 @@ import llmzip  # noqa: I001  (sets the thread wait policy before torch loads)
 import torch
 from llmzip.levels import DEFAULT_LEVEL, LEVELS
 from llmzip.measure.baselines import run_baselines
-from llmzip.measure.bench import run_record
+from llmzip.measure.bench import write_run
 
 
 def measure_level(model: llmzip.LoadedModel, level: int, slices: dict[str, bytes], decode_slices: dict[str, bytes]) -> dict:
@@ -95,14 +94,11 @@ def main(argv: list[str] | None = None) -> int:
                 entry["original_bytes"] += len(data)
     for entry in baselines.values():
         entry["bits_per_byte"] = 8 * entry["compressed_bytes"] / entry["original_bytes"]
-    payload = {
-        **run_record(args.threads, argv),
-        "settings": {"bytes": args.bytes, "decode_bytes": args.decode_bytes, "decode_files": list(decode_slices), "model": model.name,
-                     "engine": "portable-v1", "default_level": DEFAULT_LEVEL, "files": list(slices)},
-        "levels": levels, "baselines": baselines,
-    }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(payload, indent=1))
+    write_run(args.out, args.threads, argv,
+              settings={"bytes": args.bytes, "decode_bytes": args.decode_bytes, "decode_files": list(decode_slices),
+                        "model": model.name, "engine": "portable-v1", "default_level": DEFAULT_LEVEL,
+                        "files": list(slices)},
+              levels=levels, baselines=baselines)
     print(f"written to {args.out}")
     return 0
 

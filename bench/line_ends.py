@@ -14,14 +14,13 @@ ones) is coded the same both ways, and the table says so. Then `python bench/mak
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from pathlib import Path
 
 import llmzip  # noqa: I001  (sets the thread wait policy before torch loads)
 import torch
 from llmzip.levels import DEFAULT_LEVEL
-from llmzip.measure.bench import run_record
+from llmzip.measure.bench import write_run
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -56,13 +55,8 @@ def main(argv: list[str] | None = None) -> int:
               f"kept {row['kept']['bits_per_byte']:.4f} ({row['kept']['tokens']} tokens), "
               f"filtered {row['filtered']['bits_per_byte']:.4f} ({row['filtered']['tokens']} tokens), "
               f"{row['gain_percent']:+.2f}%", flush=True)
-    payload = {
-        **run_record(args.threads, argv),
-        "settings": {"bytes": args.bytes, "level": args.level, "model": model.name},
-        "rows": rows,
-    }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(payload, indent=1))
+    write_run(args.out, args.threads, argv, settings={"bytes": args.bytes, "level": args.level, "model": model.name},
+              rows=rows)
     print(f"written to {args.out}")
     return 0
 

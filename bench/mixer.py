@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import io
-import json
 import lzma
 import time
 from pathlib import Path
@@ -28,7 +27,7 @@ import torch
 from llmzip.coder import StreamDecoder
 from llmzip.container import ADAPT_MIXER, ADAPT_MIXERS, MIXER_CODES, NO_MIXER, StreamReader
 from llmzip.levels import DEFAULT_LEVEL
-from llmzip.measure.bench import run_record
+from llmzip.measure.bench import write_run
 from llmzip.portable.coding import StreamFlag, read_stream_flag
 
 
@@ -79,13 +78,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{path.name:16s} {len(data)} bytes: " + ", ".join(
             f"{m} {row[m]['bits_per_byte']:.4f} ({row[m]['gain_percent']:+.2f}%, {row[m]['seconds']:.0f} s)" for m in MIXERS),
             flush=True)
-    payload = {
-        **run_record(args.threads, argv),
-        "settings": {"bytes": args.bytes, "level": DEFAULT_LEVEL, "model": model.name, "mixers": list(MIXERS)},
-        "rows": rows,
-    }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(payload, indent=1))
+    write_run(args.out, args.threads, argv,
+              settings={"bytes": args.bytes, "level": DEFAULT_LEVEL, "model": model.name, "mixers": list(MIXERS)},
+              rows=rows)
     print(f"written to {args.out}")
     return 0
 

@@ -13,7 +13,6 @@ section of bench/RESULTS.md.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import resource
 import statistics
@@ -22,7 +21,7 @@ from pathlib import Path
 
 import llmzip  # noqa: I001  (sets the thread wait policy before torch loads)
 import torch
-from llmzip.measure.bench import run_record
+from llmzip.measure.bench import write_run
 
 ENGINES = ("transformers", "portable")
 
@@ -104,16 +103,12 @@ def main(argv: list[str] | None = None) -> int:
             "decompress_tokens_per_cpu_s": sum(r["tokens"] for r in mine) / sum(r["decompress_cpu_seconds"] for r in mine),
         }
     ratio = {key: summary["portable"][key] / summary["transformers"][key] for key in summary["portable"]}
-    payload = {
-        **run_record(args.threads, argv),
-        "settings": {"bytes": args.bytes, "context": args.context, "repeats": args.repeats,
-                     "model": model.name, "float_dtype": "float32"},
-        "portable_build_seconds": build_seconds,
-        "load_average": {"before": list(load_before), "after": list(os.getloadavg())},
-        "rows": rows, "summary": summary, "portable_over_float": ratio,
-    }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(payload, indent=1))
+    write_run(args.out, args.threads, argv,
+              settings={"bytes": args.bytes, "context": args.context, "repeats": args.repeats, "model": model.name,
+                        "float_dtype": "float32"},
+              portable_build_seconds=build_seconds,
+              load_average={"before": list(load_before), "after": list(os.getloadavg())},
+              rows=rows, summary=summary, portable_over_float=ratio)
     print(f"portable / float: bits per byte x{ratio['bits_per_byte']:.4f}, compress x{ratio['compress_tokens_per_s']:.2f}, "
           f"decompress x{ratio['decompress_tokens_per_s']:.2f} (per CPU-second: x{ratio['compress_tokens_per_cpu_s']:.2f}, "
           f"x{ratio['decompress_tokens_per_cpu_s']:.2f}); written to {args.out}")

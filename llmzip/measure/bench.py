@@ -52,6 +52,7 @@ import contextlib
 import dataclasses
 import datetime
 import importlib.metadata
+import json
 import logging
 import math
 import os
@@ -275,6 +276,12 @@ def run_record(threads: int, argv: Sequence[str] | None = None) -> dict[str, Any
         "date": time.strftime("%Y-%m-%d"),
         "environment": {**environment(), "threads": threads, "cpu_capability": torch.backends.cpu.get_cpu_capability()},
     }
+
+
+def write_run(path: Path, threads: int, argv: Sequence[str] | None = None, **fields: Any) -> None:
+    """Write a bench/ script's JSON: `run_record`'s head, then the script's own `fields`."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({**run_record(threads, argv), **fields}, indent=1))
 
 
 # ---------------------------------------------------------------------------------------------
