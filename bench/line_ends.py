@@ -5,8 +5,9 @@
         --out bench/results/line_ends.json
 
 The first BYTES of each file (0: all of it) are compressed twice at the level given (default: the
-default level) with the embedded default model: with `keep_line_ends=True` (every byte coded as it
-is) and with the filter (the default: a block whose line ends are all CRLF is coded as LF text).
+default level) with the embedded default model (or `--model`): with `keep_line_ends=True` (every
+byte coded as it is) and with the filter (the default: a block whose line ends are all CRLF is
+coded as LF text).
 The filtered file is decompressed and compared with the input. A file with LF line ends (or mixed
 ones) is coded the same both ways, and the table says so. Then `python bench/make_results.py
 --write` renders the section of bench/RESULTS.md.
@@ -28,11 +29,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("files", type=Path, nargs="+")
     parser.add_argument("--bytes", type=int, default=16384, help="first BYTES of each file (0: the whole file)")
     parser.add_argument("--level", type=int, default=DEFAULT_LEVEL)
+    parser.add_argument("--model", default=None, help="model folder or .gguf file (default: the embedded SmolLM2-135M)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "line_ends.json")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
-    model = llmzip.load_model(None, device="cpu", dtype="float32")
+    model = llmzip.load_model(args.model, device="cpu", dtype="float32")
     codecs = {kept: llmzip.Codec(model, preset=args.level, keep_line_ends=kept) for kept in (True, False)}
     rows = []
     for path in args.files:
