@@ -644,8 +644,8 @@ def mixer_section(path: Path) -> str:
     env, st = r["environment"], r["settings"]
     none, match, *adapts = st["mixers"]  # runs before adapt-v2 measured one bias rule
     lines += [
-        f"- date: {r['date']}; machine: {env['cpu']}, {env['threads']} torch threads; torch {env['torch']}, "
-        f"llmzip {env['llmzip']}; model {st['model']}, level -{st['level']}",
+        f"- date: {r['date']}; machine: {env['cpu']}, {env['threads']} torch threads; {software(env)}; "
+        f"model {st['model']}, level -{st['level']}",
         f"- the first {st['bytes']:,} bytes of each file, compressed without a mixer, with {match} (the match model) "
         f"and with {' and '.join(adapts)} (a logit bias learned while coding, plus the match model), each stream mixed "
         f"or adapted only where that codes it shorter; whole .llmz files; command: `{r['command']}`",
@@ -695,7 +695,7 @@ def line_ends_section(path: Path) -> str:
                 f"{row['kept']['tokens_per_s']:.1f} / {row['filtered']['tokens_per_s']:.1f}"] for row in r["rows"]]),
         "",
         "A file with LF line ends (or mixed ones) is coded the same both ways. With CRLF ones the model reads text "
-        "like its training text, and each line costs one token less to code (and to decode).",
+        "like its training text, usually in fewer tokens to code (and to decode).",
     ]
     return "\n".join(lines) + "\n"
 

@@ -3,8 +3,8 @@
 Language models learn from text with LF line ends; on a file whose lines end in CRLF (Windows
 text, Project Gutenberg's books, three of the four Canterbury texts) every CR is a token the model
 rarely saw, and the text around it reads as out of its distribution. Coding such a block as LF text
-costs one token less per line and fewer bits per token; bench/line_ends.py measures it in real
-bytes (bench/RESULTS.md, "The line-end filter").
+usually takes fewer tokens and fewer bits per token; bench/line_ends.py measures it in real bytes
+(bench/RESULTS.md, "The line-end filter").
 
 The filter is exact by construction and decided per block: it applies only where every LF of the
 block follows a CR, so putting one CR before every LF gives the block back. The block records how
