@@ -119,8 +119,9 @@ def _add_model_options(p: argparse.ArgumentParser, coding: bool) -> None:
         p.add_argument("--lane-tokens", type=int, default=None,
                        help="tokens per lane, the unit a decoder goes through window after window (default: the level's)")
         p.add_argument("--keep-line-ends", action="store_true",
-                       help="code CRLF line ends as they are (default: a block whose line ends are all CRLF is coded "
-                            "as LF text, which the model predicts better, and restored exactly when decompressing)")
+                       help="code line ends as they are (default: a block whose line ends are all CRLF is coded "
+                            "as LF text, and a hard-wrapped block's line breaks inside paragraphs as spaces, which "
+                            "the model predicts better; both are restored exactly when decompressing)")
         p.add_argument("--mixer", choices=MIXER_CODES, default=None,
                        help=f"what adapts the LLM's frequencies to the text: {ADAPT_MIXER} (a logit bias learned "
                             f"while coding at a rate per token, plus the match model; the portable engine's default "
@@ -514,10 +515,11 @@ def _describe(name: str, info: FileInfo) -> str:
     width = max(len(k) for k, _ in rows)
     lines = [f"{k:<{width}}  {v}" for k, v in rows]
     if info.block_list:
-        table = [("block", "offset", "size", "start", "length", "CRLF", "tokens", "streams", "side", "crc32")]
+        table = [("block", "offset", "size", "start", "length", "CRLF", "wrap", "tokens", "streams", "side", "crc32")]
         for k, b in enumerate(info.block_list):
+            wrap = f"{b.wrap_width}/{b.wrap_exceptions}" if b.wrap_width else "-"
             table.append((str(k), str(b.offset), str(b.size), str(b.raw_start), str(b.raw_len), str(b.line_ends),
-                          str(b.tokens), str(b.streams), str(b.side_bytes), f"{b.raw_crc:08x}"))
+                          wrap, str(b.tokens), str(b.streams), str(b.side_bytes), f"{b.raw_crc:08x}"))
         widths = [max(len(row[i]) for row in table) for i in range(len(table[0]))]
         lines += ["  " + "  ".join(cell.rjust(w) for cell, w in zip(row, widths)) for row in table]
     return "\n".join(lines)

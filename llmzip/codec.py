@@ -174,8 +174,9 @@ class Codec:
     coding at a rate per token, `llmzip.adapt`, plus the match model: the portable engine's default
     from level 2 on), "adapt-v1" (the same bias at one rate), "match-v1" (the match model alone,
     `llmzip.match`: level 1's default) or "none". A block whose line ends are all CRLF is coded as
-    LF text and restored (`llmzip.filters`) unless `keep_line_ends`, which codes every byte as it
-    is (to measure a model on the text exactly as given). Decompression takes all of these from the
+    LF text and restored, and a hard-wrapped block's soft line breaks as spaces, with a record that
+    puts them back (`llmzip.filters`), unless `keep_line_ends`, which codes every byte as it is (to
+    measure a model on the text exactly as given). Decompression takes all of these from the
     file.
     """
 
@@ -389,9 +390,9 @@ class Codec:
     def _encode_block(self, data: bytes, stats: Stats, on_step: Callable[[int, int], None],
                       version: int = container.FORMAT_VERSION) -> Block:
         """Code one block; `on_step(tokens done in block, tokens in block)` reports progress."""
-        line_ends = 0 if self.keep_line_ends or version < 6 else filters.crlf_line_ends(data)
-        coded = filters.to_line_feeds(data) if line_ends else data
-        ids, side = self.model.tokenizer.encode(coded)
+        filtered = filters.filter_block(data, line_ends=not self.keep_line_ends and version >= 6,
+                                        reflow=not self.keep_line_ends and version >= 7)
+        ids, side = self.model.tokenizer.encode(filtered.text)
         if self.engine == PORTABLE_ENGINE:
             streams = self._encode_portable(ids, stats, on_step)
         else:
@@ -400,11 +401,13 @@ class Codec:
                                             stream_windows=self.stream_windows)
         text = self.model.table.join(ids)
         stats.tokens += len(ids)
-        # The original's bytes the tokens carry: with the line-end filter, each of their LFs was a CRLF.
-        stats.text_bytes += len(text) + (text.count(b"\n") if line_ends else 0)
+        # The original's bytes the tokens carry: all but those the side channel holds as they are
+        # (the CRs the line-end filter took out count with the tokens).
+        stats.text_bytes += len(data) - (len(filtered.text) - len(text))
         stats.stream_bytes += sum(len(s) for s in streams)
+        wrap = filtered.wrap or filters.Wrap(0)
         return Block(raw_len=len(data), raw_crc=crc32(data), n_tokens=len(ids), side=side, streams=streams,
-                     line_ends=line_ends)
+                     line_ends=filtered.line_ends, wrap_width=wrap.width, wrap_exceptions=wrap.exceptions)
 
     def _encode_portable(self, ids: list[int], stats: Stats, on_step: Callable[[int, int], None]) -> list[bytes]:
         done = [0]
@@ -467,7 +470,8 @@ class Codec:
         else:
             ids = self._lockstep.decode(block, header, stats, plan.text_len, on_step)
         coded = self.model.tokenizer.decode(ids, block.side, block.coded_len, plan)
-        data = filters.restore_crlf(coded, block.line_ends)
+        data = filters.unfilter(coded, block.line_ends,
+                                filters.Wrap(block.wrap_width, block.wrap_exceptions) if block.wrap_width else None)
         if crc32(data) != block.raw_crc:
             raise ChecksumError("corrupted file: a decoded block does not match its checksum; no output was kept")
         stats.tokens += block.n_tokens
@@ -502,7 +506,7 @@ class Codec:
         with _coding(header.threads, header.batch, compressing=False):
             data = self._decode_block(block, header, stats, on_step)
         stats.blocks += 1
-        stats.side_bytes += block.stored_side_len(header.version)
+        stats.side_bytes += block.side_bytes(header.version)
         stats.stream_bytes += sum(len(s) for s in block.streams)
         return data
 
@@ -756,7 +760,7 @@ class StreamCompressor:
         with _coding(self._codec.threads, self._codec.batch, compressing=True):
             block = self._codec._encode_block(data, stats, on_step, self._writer.version)
         framed = self._writer.add(block)
-        side = block.stored_side_len(self._writer.version)
+        side = block.side_bytes(self._writer.version)
         stats.blocks += 1
         stats.side_bytes += side
         stats.header_bytes += framed - side - sum(len(s) for s in block.streams)

@@ -37,18 +37,19 @@ from typing import BinaryIO, Callable, Iterator
 from .errors import FormatError, LLMZipError
 
 MAGIC = b"\x89LLZ"
+# 7: a block's line-wrap record (the soft line breaks its text was coded without, see filters.py).
 # 6: a block's line-end count (the CRLF line ends its text was coded without, see filters.py).
 # 5: a mixer field (the match model mixed into the LLM's frequencies, see match.py).
 # 4: carried context (the header's carry and lane_tokens fields, see schedule.py).
 # 3: compact header (codes, defaults, 4-byte fingerprint, CRC-16), block sequence numbers, block index.
 # 2 added engine and stream_windows and shortened fingerprints. Versions 1 to 5 still decode.
-FORMAT_VERSION = 6
-VERSIONS = (1, 2, 3, 4, 5, 6)
+FORMAT_VERSION = 7
+VERSIONS = (1, 2, 3, 4, 5, 6, 7)
 # Model fingerprint length by format version. Version 3 keeps 32 bits: enough to tell a wrong model
 # before decoding (FORMAT.md, "Why these sizes"); the block CRC-32 is what guarantees the output.
-FINGERPRINT_BYTES = {1: 16, 2: 8, 3: 4, 4: 4, 5: 4, 6: 4}
+FINGERPRINT_BYTES = {1: 16, 2: 8, 3: 4, 4: 4, 5: 4, 6: 4, 7: 4}
 # Versions 1 and 2 also stored the token table's fingerprint; version 3's model fingerprint covers it.
-TOKENIZER_FINGERPRINT_BYTES = {1: 16, 2: 8, 3: 0, 4: 0, 5: 0, 6: 0}
+TOKENIZER_FINGERPRINT_BYTES = {1: 16, 2: 8, 3: 0, 4: 0, 5: 0, 6: 0, 7: 0}
 BLOCK_TAG = 0x01  # versions 1 and 2
 END_TAG = 0x00
 
@@ -57,6 +58,7 @@ MAX_HEADER_BYTES = 1 << 16
 MAX_BLOCK_BYTES = 1 << 28
 MAX_BLOCK_RAW_BYTES = 1 << 26
 MAX_STRING_BYTES = 1 << 10
+MAX_WRAP_WIDTH = 1 << 10  # the widest line a block's wrap record may give (filters.py)
 MAX_TOTAL_BYTES = 1 << 62
 _READ_CHUNK = 1 << 20  # largest single read from a stream
 
@@ -446,7 +448,8 @@ class Block:
     consecutive slices of its tokens. `raw_start` is where the block's data begins in the original:
     version 3 stores it as the block's sequence number; for older files the reader counts it.
     `line_ends` is how many CRLF line ends were coded as LF (`llmzip.filters`; version 6 on): the
-    tokens and side channel hold raw_len - line_ends bytes.
+    tokens and side channel hold raw_len - line_ends bytes. `wrap_width` (0: none) and
+    `wrap_exceptions` put back the soft line breaks that were coded as spaces (version 7 on).
     """
 
     raw_len: int
@@ -456,6 +459,8 @@ class Block:
     streams: list[bytes]
     raw_start: int = 0
     line_ends: int = 0
+    wrap_width: int = 0
+    wrap_exceptions: tuple[int, ...] = ()
 
     @property
     def coded_len(self) -> int:
@@ -466,6 +471,12 @@ class Block:
         """Bytes the side channel takes in the file (version 3 stores an all-text side as nothing)."""
         return 0 if version >= 3 and self.side == ALL_TEXT_SIDE else len(self.side)
 
+    def side_bytes(self, version: int = FORMAT_VERSION) -> int:
+        """Bytes of what the model does not code, as stored: the side channel, and the wrap record
+        (the layout of the text's lines, which grows with the text, unlike the block's framing)."""
+        wrap = len(wrap_record(self.wrap_width, self.wrap_exceptions)) if self.wrap_width else 0
+        return self.stored_side_len(version) + wrap
+
     def to_bytes(self, version: int = FORMAT_VERSION) -> bytes:
         out = bytearray()
         if version >= 3:
@@ -474,12 +485,14 @@ class Block:
         out += self.raw_crc.to_bytes(4, "little")
         write_varint(out, self.n_tokens)
         side = b"" if self.stored_side_len(version) == 0 else self.side
-        if version >= 6:  # the side length's low bit says whether a line-end count follows
+        if self.wrap_width and version < 7 or self.line_ends and version < 6:
+            raise ValueError(f"format version {version} has no {'reflow' if self.wrap_width else 'line-end'} filter")
+        if version >= 7:  # the side length's low bits say whether a line-end count and a wrap record follow
+            write_varint(out, len(side) << 2 | bool(self.wrap_width) << 1 | bool(self.line_ends))
+            self._write_filters(out)
+        elif version == 6:  # the low bit says whether a line-end count follows
             write_varint(out, len(side) << 1 | bool(self.line_ends))
-            if self.line_ends:
-                write_varint(out, self.line_ends)
-        elif self.line_ends:
-            raise ValueError(f"format version {version} has no line-end filter")
+            self._write_filters(out)
         else:
             write_varint(out, len(side))
         out += side
@@ -493,6 +506,12 @@ class Block:
             out += stream
         return bytes(out)
 
+    def _write_filters(self, out: bytearray) -> None:
+        if self.line_ends:
+            write_varint(out, self.line_ends)
+        if self.wrap_width:
+            out += wrap_record(self.wrap_width, self.wrap_exceptions)
+
     @classmethod
     def from_bytes(cls, body: bytes | memoryview, header: Header, raw_start: int = 0) -> "Block":
         """Parse a block body; `raw_start` is the reader's count, for versions that do not store it."""
@@ -505,14 +524,16 @@ class Block:
             raise FormatError("corrupted file: an empty block")
         raw_crc = r.u32()
         n_tokens = r.varint(raw_len, "the token count")
-        v6 = header.version >= 6
-        side_len, line_ends = r.varint(2 * r.remaining + 1 if v6 else r.remaining, "the side data length"), 0
-        if v6:
-            side_len, filtered = side_len >> 1, side_len & 1
-            if filtered:  # a line-end count follows
-                line_ends = r.varint(raw_len // 2, "the line-end count")
-                if not line_ends:
-                    raise FormatError("corrupted file: a block's line-end count is zero")
+        flag_bits = 2 if header.version >= 7 else 1 if header.version == 6 else 0
+        side_len = r.varint((r.remaining + 1 << flag_bits) - 1, "the side data length")
+        flags, side_len = side_len & ((1 << flag_bits) - 1), side_len >> flag_bits
+        line_ends, wrap_width, wrap_exceptions = 0, 0, ()
+        if flags & 1:  # a line-end count follows
+            line_ends = r.varint(raw_len // 2, "the line-end count")
+            if not line_ends:
+                raise FormatError("corrupted file: a block's line-end count is zero")
+        if flags & 2:  # a wrap record follows
+            wrap_width, wrap_exceptions = _read_wrap(r, raw_len)
         side = bytes(r.take(side_len))
         if v3 and not side:
             side = ALL_TEXT_SIDE
@@ -525,7 +546,33 @@ class Block:
         if sum(lengths) != r.remaining or (lengths and lengths[-1] < 0):
             raise FormatError("corrupted file: a block's stream lengths do not add up")
         streams = [bytes(r.take(n)) for n in lengths]
-        return cls(raw_len, raw_crc, n_tokens, side, streams, raw_start, line_ends)
+        return cls(raw_len, raw_crc, n_tokens, side, streams, raw_start, line_ends, wrap_width, wrap_exceptions)
+
+
+def wrap_record(width: int, exceptions: tuple[int, ...]) -> bytes:
+    """A block's wrap record: the width, the count of exceptions, and each exception (strictly
+    increasing) as its gap to the one before, less 1, all varints."""
+    out = bytearray()
+    write_varint(out, width)
+    write_varint(out, len(exceptions))
+    previous = -1
+    for k in exceptions:
+        write_varint(out, k - previous - 1)
+        previous = k
+    return bytes(out)
+
+
+def _read_wrap(r: Reader, raw_len: int) -> tuple[int, tuple[int, ...]]:
+    width = r.varint(MAX_WRAP_WIDTH, "the line-wrap width")
+    if not width:
+        raise FormatError("corrupted file: a block's line-wrap width is zero")
+    exceptions, previous = [], -1
+    for _ in range(r.varint(min(raw_len, r.remaining), "the line-wrap exception count")):
+        previous += 1 + r.varint(raw_len, "a line-wrap exception")
+        exceptions.append(previous)
+    if previous >= raw_len:
+        raise FormatError("corrupted file: a block's line-wrap exceptions pass its text")
+    return width, tuple(exceptions)
 
 
 @dataclass(frozen=True)
@@ -893,5 +940,6 @@ def read_index(source: BinaryIO) -> BlockIndex | None:
 __all__ = [
     "MAGIC", "FORMAT_VERSION", "VERSIONS", "Header", "Block", "Trailer", "StreamReader", "ContainerWriter",
     "BlockIndex", "read_index", "read_all", "write_header", "header_bytes", "frame_block", "crc32", "crc16",
+    "wrap_record",
     "LLMZipError",
 ]

@@ -486,7 +486,7 @@ class RayCodec:
                     "a Ray worker coded a block under other settings than the file's (a float engine on another "
                     "kind of device): use the portable engine, or workers of one kind")
             framed = writer.add(block)
-            side = block.stored_side_len(writer.version)
+            side = block.side_bytes(writer.version)
             _add(stats, part)
             stats.blocks += 1
             stats.side_bytes += side

@@ -19,9 +19,11 @@ class BlockInfo:
     raw_crc: int  # CRC-32 of its data
     tokens: int
     streams: int
-    side_bytes: int  # as stored
+    side_bytes: int  # as stored: the side channel and the wrap record
     stream_bytes: int
     line_ends: int = 0  # CRLF line ends coded as LF (llmzip.filters)
+    wrap_width: int = 0  # soft line breaks coded as spaces, put back by a greedy wrap at this width (0: none)
+    wrap_exceptions: int = 0  # the breaks that wrap mispredicts, recorded
 
 
 @dataclass(frozen=True)
@@ -72,10 +74,11 @@ def inspect(source: bytes | BinaryIO) -> FileInfo:
     size = header_size
     blocks = []
     for block, block_size in reader.blocks(header):
-        side = block.stored_side_len(header.version)
+        side = block.side_bytes(header.version)
         coded = sum(len(s) for s in block.streams)
         blocks.append(BlockInfo(size, block_size, block.raw_start, block.raw_len, block.raw_crc, block.n_tokens,
-                                len(block.streams), side, coded, block.line_ends))
+                                len(block.streams), side, coded, block.line_ends, block.wrap_width,
+                                len(block.wrap_exceptions)))
         size += block_size
     assert reader.total_len is not None
     size += reader.tail_size

@@ -54,16 +54,18 @@ GOLDEN = os.path.join(os.path.dirname(__file__), "data", "golden")
                                            ("portable-v1.format5.llmz", "match-v1.txt"),
                                            ("adapt-v1.format5.llmz", "portable-v1.txt"),
                                            ("adapt-v2.format5.llmz", "portable-v1.txt"),
-                                           ("adapt-v2.format6.llmz", "crlf.txt")])
+                                           ("adapt-v2.format6.llmz", "crlf.txt"),
+                                           ("adapt-v2.format7.llmz", "crlf.txt")])
 def test_golden_portable_file_decodes(default_codec, name, original):
     """Files the portable engine made with the default model (llmzip 0.1.0, container formats 2
-    to 6; format 4's with carried context: windows of 64 tokens carrying 32, three lanes of up to
+    to 7; format 4's with carried context: windows of 64 tokens carrying 32, three lanes of up to
     192; format 5's the same layout, one lane per stream, every stream mixed with the match model,
     on lines of a dpkg log; adapt-v1's and adapt-v2's with the format 4 layout, one lane per
     stream, their second stream adapted by the logit bias; format 6's the same as adapt-v2's, on
-    text with CRLF line ends, coded as LF), checked in with their originals: every later version
-    must decode them, so a change that moves one bit of the engine's or the quantizer's integers,
-    of the layout, of the mixer, of the bias or of the line-end filter, fails here."""
+    text with CRLF line ends, coded as LF; format 7's the same text, its lines also joined by the
+    reflow filter), checked in with their originals: every later version must decode them, so a
+    change that moves one bit of the engine's or the quantizer's integers, of the layout, of the
+    mixer, of the bias or of the filters, fails here."""
     with open(os.path.join(GOLDEN, name), "rb") as f:
         blob = f.read()
     with open(os.path.join(GOLDEN, original), "rb") as f:
@@ -75,12 +77,13 @@ def test_golden_portable_file_decodes(default_codec, name, original):
     ("portable-v1.format5.llmz", "match-v1.txt", "match-v1", 5),
     ("adapt-v1.format5.llmz", "portable-v1.txt", "adapt-v1", 5),
     ("adapt-v2.format5.llmz", "portable-v1.txt", "adapt-v2", 5),
-    ("adapt-v2.format6.llmz", "crlf.txt", "adapt-v2", 6)])
+    ("adapt-v2.format6.llmz", "crlf.txt", "adapt-v2", 6),
+    ("adapt-v2.format7.llmz", "crlf.txt", "adapt-v2", 7)])
 def test_golden_portable_file_is_encoded_again_exactly(default_codec, name, original, mixer, version):
-    """Today's encoder makes the golden files of formats 5 and 6 again, bit for bit, with the
+    """Today's encoder makes the golden files of formats 5 to 7 again, bit for bit, with the
     settings they were made with. The decoding test above guards old files; this one guards the
     encoder's own paths (full-sequence forwards, the bias's stepped output layer in blocks of
-    steps, the choice among the ways to code a stream, the line-end filter). An encoder that
+    steps, the choice among the ways to code a stream, the filters' choices). An encoder that
     deliberately chooses differently must still pass the decoding test, and then replaces these
     files."""
     import llmzip

@@ -1,8 +1,10 @@
-"""The line-end filter: CRLF line ends coded as LF and restored exactly, decided block by block,
-recorded in the block, refused when damaged, and off where asked (or in older formats)."""
+"""The filters: CRLF line ends coded as LF, and the soft breaks of hard-wrapped text as spaces, each
+restored exactly, decided block by block, recorded in the block, refused or caught by the CRC-32
+when damaged, and off where asked (or in older formats)."""
 from __future__ import annotations
 
 import io
+import textwrap
 
 import pytest
 from hypothesis import given, settings, strategies as st
@@ -10,7 +12,8 @@ from hypothesis import given, settings, strategies as st
 from llmzip import ChecksumError, Codec, FormatError, inspect
 from llmzip.cli import main
 from llmzip.container import Block, StreamReader, frame_block
-from llmzip.filters import crlf_line_ends, restore_crlf, to_line_feeds
+from llmzip.filters import (BREAKS_PER_RECORD_BYTE, Wrap, crlf_line_ends, join_lines, plan_wrap, restore_crlf, rewrap,
+                            soft_breaks, to_line_feeds, wrap_for)
 
 
 @pytest.mark.parametrize("data,line_ends", [
@@ -118,3 +121,151 @@ def test_cli_keep_line_ends(llama_dir, alice, tmp_path):
         packed = path.with_name("crlf.txt.llmz")
         assert bool(inspect(packed.read_bytes()).block_list[0].line_ends) == filtered
         assert main(["decompress", "-q", "-c", "--model", str(llama_dir), str(packed)]) == 0
+
+
+# ---------------------------------------------------------------------------------------------
+# The reflow filter
+
+PROSE = ("It was the best of times, it was the worst of times, it was the age of wisdom, it was the age "
+         "of foolishness, it was the epoch of belief, it was the epoch of incredulity, it was the season "
+         "of Light, it was the season of Darkness, it was the spring of hope, it was the winter of despair.")
+
+
+def _wrapped(width: int, paragraphs: int = 6) -> bytes:
+    return "\n\n".join(textwrap.fill(PROSE, width) for _ in range(paragraphs)).encode() + b"\n"
+
+
+@pytest.mark.parametrize("width", [40, 65, 72, 79])
+def test_a_greedy_wrap_is_found_at_its_width_without_exceptions(width):
+    text = _wrapped(width)
+    wrap = plan_wrap(text)
+    assert wrap.exceptions == () and wrap.width <= width  # the narrowest width that explains every break
+    assert wrap_for(text, width) == Wrap(width, ())
+    joined = join_lines(text)
+    assert len(joined) == len(text) and joined.count(b"\n") == text.count(b"\n") - soft_breaks(text)
+    assert b"\n\n" in joined and joined.count(b"\n") == 6 * 2 - 1  # paragraph ends stay
+    assert rewrap(joined, wrap) == text
+
+
+def test_breaks_the_wrap_does_not_predict_are_recorded():
+    text = bytearray(_wrapped(65))
+    line_end = text.index(b"\n")
+    text[text.rindex(b" ", 0, line_end)] = ord("\n")  # the first line's last word on a line of its own
+    wrap = wrap_for(bytes(text))
+    # Two exceptions: the early break, and the break after that word, where the next would still fit.
+    assert wrap.width == 65 and len(wrap.exceptions) == 2
+    assert rewrap(join_lines(bytes(text)), wrap) == bytes(text)
+    assert rewrap(join_lines(bytes(text)), Wrap(65, ())) != bytes(text)  # without them it differs
+
+
+def test_columns_are_characters_not_bytes():
+    text = textwrap.fill(PROSE.replace("e", "\u00e9"), 50).encode() + b"\n"  # 2 bytes, 1 column each
+    assert wrap_for(text, 50) == Wrap(50, ()) and rewrap(join_lines(text), Wrap(50, ())) == text
+
+
+@pytest.mark.parametrize("text", [
+    b"",
+    b"one line only\n",
+    b"def f(x):\n    return x\n\nprint(f(1))\n",  # breaks that are not soft (indented, blank lines)
+    b"a\nb\n",
+    "\n".join(f"{k}: {w}" for k, w in enumerate(PROSE.split())).encode(),  # a list: every break is an exception
+])
+def test_text_that_does_not_pay_is_coded_as_it_is(text):
+    assert plan_wrap(text) is None
+    wrap = wrap_for(text)
+    if wrap is not None:  # any record still restores the text; the filter just would not pay for it
+        assert soft_breaks(text) < BREAKS_PER_RECORD_BYTE * wrap.record_bytes()
+        assert rewrap(join_lines(text), wrap) == text
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(st.sampled_from([b"a", b"word", b"longerword", b" ", b"  ", b"\n", b"\t", b"\xc3\xa9", b"\xff",
+                                 b"\r\n"]), max_size=60).map(b"".join),
+       st.one_of(st.none(), st.integers(1, 30)))
+def test_every_record_restores_its_text(text, width):
+    wrap = wrap_for(text, width)
+    if wrap is None:
+        assert soft_breaks(text) == 0 and join_lines(text) == text
+    else:
+        assert wrap.width == width or width is None
+        assert rewrap(join_lines(text), wrap) == text
+        assert wrap.record_bytes() == len(_record_bytes(wrap))
+
+
+def _record_bytes(wrap: Wrap) -> bytes:
+    """The record as the container writes it: the block with and without it, the difference."""
+    plain = Block(10, 0, 1, b"\x02", [b"\0" * 4]).to_bytes()
+    return Block(10, 0, 1, b"\x02", [b"\0" * 4], wrap_width=wrap.width,
+                 wrap_exceptions=wrap.exceptions).to_bytes()[len(plain) - 5: -5]
+
+
+def test_a_record_that_passes_the_text_is_refused():
+    text = _wrapped(65)
+    candidates = len(join_lines(text).split()) - 1
+    with pytest.raises(FormatError, match="line-wrap exceptions"):
+        rewrap(join_lines(text), Wrap(65, (candidates + 10,)))
+
+
+def test_hard_wrapped_text_is_coded_as_paragraphs_and_restored(codec, llama, alice):
+    for data in (alice[:1500], to_line_feeds(alice[:1500])):  # with both filters, and with reflow alone
+        blob, stats = codec.compress_with_stats(data)
+        kept, kept_stats = Codec(llama, context=64, keep_line_ends=True).compress_with_stats(data)
+        (block,) = inspect(blob).block_list
+        assert block.wrap_width == 65 and inspect(kept).block_list[0].wrap_width == 0
+        assert stats.tokens < kept_stats.tokens and stats.text_bytes == len(data)
+        assert codec.decompress(blob) == data and codec.decompress(kept) == data
+
+
+def test_format_6_has_no_reflow_and_still_decodes(codec, alice):
+    data = alice[:600]
+    out = io.BytesIO()
+    codec.compress_stream(io.BytesIO(data), out, version=6)
+    (block,) = inspect(out.getvalue()).block_list
+    assert block.line_ends and not block.wrap_width
+    assert codec.decompress(out.getvalue()) == data
+    with pytest.raises(ValueError, match="no reflow filter"):
+        Block(10, 0, 1, b"\x02", [b"\0" * 4], wrap_width=65).to_bytes(version=6)
+
+
+def _with_wrap(blob: bytes, width: int, exceptions: tuple[int, ...]) -> bytes:
+    """The one-block file `blob` with its block's wrap record replaced."""
+    reader = StreamReader(io.BytesIO(blob))
+    header, header_size = reader.read_header()
+    ((block, size),) = list(reader.blocks(header))
+    replaced = frame_block(Block(block.raw_len, block.raw_crc, block.n_tokens, block.side, block.streams,
+                                 block.raw_start, block.line_ends, width, exceptions))
+    return blob[:header_size] + replaced + blob[header_size + size:]
+
+
+def test_a_damaged_wrap_record_never_gives_wrong_output(codec, alice):
+    data = to_line_feeds(alice[:2000])
+    blob = codec.compress(data)
+    (block,) = inspect(blob).block_list
+    wrap = wrap_for(data)
+    assert block.wrap_width == wrap.width and codec.decompress(_with_wrap(blob, wrap.width, wrap.exceptions)) == data
+    for width, exceptions in ((wrap.width - 1, wrap.exceptions), (wrap.width + 5, wrap.exceptions),
+                              (wrap.width, wrap.exceptions + (10**6,)), (wrap.width, (0,) + wrap.exceptions[1:]),
+                              (0, ())):
+        with pytest.raises((FormatError, ChecksumError)):
+            codec.decompress(_with_wrap(blob, width, exceptions))
+
+
+def test_a_zero_wrap_width_is_refused(codec, alice):
+    header, _ = StreamReader(io.BytesIO(codec.compress(alice[:100]))).read_header()
+    body = bytearray(Block(10, 0, 1, b"", [b"\0" * 4], wrap_width=3).to_bytes())
+    at = len(Block(10, 0, 1, b"", [b"\0" * 4]).to_bytes()) - 4  # the record's first byte, the width
+    assert body[at] == 3 and Block.from_bytes(bytes(body), header).wrap_width == 3
+    body[at] = 0
+    with pytest.raises(FormatError, match="line-wrap width is zero"):
+        Block.from_bytes(bytes(body), header)
+
+
+def test_cli_info_shows_the_wrap(llama_dir, alice, tmp_path, capsys):
+    path = tmp_path / "wrapped.txt"
+    path.write_bytes(alice[:1500])
+    assert main(["compress", "-q", "-k", "--model", str(llama_dir), "--context", "64", str(path)]) == 0
+    assert main(["info", str(path.with_name("wrapped.txt.llmz"))]) == 0
+    table = capsys.readouterr().out.splitlines()
+    head = table.index(next(line for line in table if "CRLF" in line))
+    assert table[head].split()[5:7] == ["CRLF", "wrap"]
+    assert table[head + 1].split()[6] == f"65/{len(wrap_for(to_line_feeds(alice[:1500])).exceptions)}"

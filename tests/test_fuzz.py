@@ -68,10 +68,11 @@ def codec(llama):
 
 
 def _sample() -> bytes:
-    """Text, binary bytes, non-ASCII characters, and CRLF line ends (the blocks that hold them
-    carry a line-end count, which the length fuzzing reaches too)."""
+    """Hard-wrapped lines, text, binary bytes, non-ASCII characters, and CRLF line ends (the blocks
+    that hold them carry a wrap record and a line-end count, which the length fuzzing reaches too)."""
     text = b"Alice was beginning to get very tired of sitting by her sister on the bank.\r\n"
-    return text[:50] + b"\x00\xff\x13\x37binary\x80\x81" + text[50:] + "ü and é\r\n".encode()
+    wrapped = b"a b\nc d\ne f\ng h\ni j\nk l\nm n\no p\nq r\ns t\n"  # one block, wrapped at 3 columns
+    return wrapped + text[:50] + b"\x00\xff\x13\x37binary\x80\x81" + text[50:] + "ü and é\r\n".encode()
 
 
 @pytest.fixture(scope="module")
@@ -252,10 +253,14 @@ def _length_fields(blob: bytes) -> list[tuple[str, int, int, int, int]]:
         raw_len = varint("block size", 1 << 26)
         r.take(4)
         n_tokens = varint("token count", raw_len)
-        side = varint("side length", 1 << 28)  # twice the length, plus 1 where a line-end count follows
+        side = varint("side length", 1 << 28)  # 4 x the length, + 1 with a line-end count, + 2 with a wrap record
         if side & 1:
             varint("line-end count", raw_len // 2)
-        r.take(side >> 1)
+        if side & 2:
+            varint("wrap width", 1 << 10)
+            for _ in range(varint("wrap exception count", raw_len)):
+                varint("wrap exception", raw_len)
+        r.take(side >> 2)
         for _ in range(header.streams_in(n_tokens) - 1):
             varint("stream length", 1 << 28)
         r.take(end - r.pos)
@@ -290,12 +295,15 @@ def test_inflated_and_reencoded_length_fields(codec, sample):
     data, blob, _, pieces = sample
     fields = _length_fields(blob)
     assert {name for name, *_ in fields} >= {"block position", "block size", "token count", "side length",
-                                              "line-end count", "block count", "index size", "index length"}
+                                              "line-end count", "wrap width", "wrap exception count",
+                                              "block count", "index size", "index length"}
     for name, start, end, value, limit in fields:
         for replacement in _replacements(value, limit):
             mutant = blob[:start] + replacement + blob[end:]
             outcome = check_decode(codec, mutant, data, pieces)
-            assert outcome != "ok" or mutant == blob or replacement[-1] == 0, (name, value, replacement)
+            # A wrap width may change and still wrap the same lines: then the output is exact (checked).
+            assert outcome != "ok" or mutant == blob or replacement[-1] == 0 or name == "wrap width", \
+                (name, value, replacement)
 
 
 def _edit_strategy(size: int):
@@ -358,7 +366,11 @@ def _stream_spans(blob: bytes) -> list[tuple[int, int]]:
         side = r.varint()
         if side & 1:
             r.varint()  # the line-end count
-        r.take(side >> 1)
+        if side & 2:
+            r.varint()  # the wrap width
+            for _ in range(r.varint()):  # the wrap exceptions
+                r.varint()
+        r.take(side >> 2)
         lengths = [r.varint() for _ in range(n_streams - 1)]
         lengths.append(end - r.pos - sum(lengths))
         for n in lengths:

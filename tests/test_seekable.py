@@ -13,7 +13,8 @@ from conftest import container_frames
 import llmzip
 from llmzip import Codec, FormatError, inspect
 from llmzip.cli import main
-from llmzip.container import header_bytes, read_index
+from llmzip.container import header_bytes, read_index, wrap_record
+from llmzip.filters import to_line_feeds, wrap_for
 
 BLOCK = 400
 
@@ -54,16 +55,21 @@ class _Counting:
 def test_one_kib_costs_at_most_32_bytes_over_its_coded_stream(llama, alice):
     """Default settings (portable engine, context 512): header, framing, index and footer of a
     one-block file, with LF line ends and with CRLF ones (coded as LF, plus their count). The exact
-    count is pinned so that any growth is a decision."""
+    count is pinned so that any growth is a decision. The text is hard-wrapped, so its block also
+    holds a wrap record: side data (the layout of its lines, which the model's stream no longer
+    codes), counted with the side channel."""
     codec = Codec(llama)
     assert b"\r\n" in alice[:1024] and b"\n" not in alice[:1024].replace(b"\r\n", b"")  # all CRLF
     for text, line_ends, expected in ((alice[:1024].replace(b"\r\n", b"\n"), 0, 31),
                                       (alice[:1024], alice[:1024].count(b"\n"), 32)):
         blob, stats = codec.compress_with_stats(text)
         info = inspect(blob)
-        assert info.blocks == 1 and info.side_bytes == 0  # all text: the side channel costs nothing
+        (block,) = info.block_list
+        wrap = len(wrap_record(block.wrap_width, wrap_for(to_line_feeds(text)).exceptions)) if block.wrap_width else 0
+        assert block.wrap_width  # the lines are hard-wrapped: the wrap record is side data, not framing
+        assert info.blocks == 1 and info.side_bytes == wrap  # all text: the side channel itself costs nothing
         assert info.block_list[0].line_ends == line_ends
-        overhead = len(blob) - stats.stream_bytes
+        overhead = len(blob) - stats.stream_bytes - wrap
         assert overhead == info.overhead_bytes == stats.header_bytes
         assert overhead <= 32
         # magic 4, version 1, header length 1, fingerprint 4, flags 2 (the mixer's is the eighth bit),
@@ -343,11 +349,12 @@ def test_cli_info_lists_blocks(llama_dir, packed_file, capsys):
     assert main(["info", str(packed_file)]) == 0
     out = capsys.readouterr().out
     info = inspect(packed_file.read_bytes())
-    assert "format      version 6" in out and "covered by the model fingerprint" in out
+    assert "format      version 7" in out and "covered by the model fingerprint" in out
     assert "mixer       adapt-v2 (a logit bias learned while coding at a rate per token" in out
     assert info.header.model_fingerprint.hex() in out and "name not recorded" in out
     table = out[out.index("block  offset"):].splitlines()
     assert len(table) == 1 + info.blocks
     for line, block in zip(table[1:], info.block_list):
-        assert line.split()[1:6] == [str(block.offset), str(block.size), str(block.raw_start), str(block.raw_len),
-                                     str(block.line_ends)]
+        assert line.split()[1:7] == [str(block.offset), str(block.size), str(block.raw_start), str(block.raw_len),
+                                     str(block.line_ends),
+                                     f"{block.wrap_width}/{block.wrap_exceptions}" if block.wrap_width else "-"]

@@ -511,6 +511,8 @@ def _model_record(codec, spec: str | None, name: str, data: bytes, file_bytes: i
         # Where every line end of the text is CRLF, every block is coded as LF text (or has no line
         # end), so the model is scored on that text, and ts counts the original's bytes, CRs included,
         # as the codec's does. In a text with mixed line ends it is scored on the bytes as they are.
+        # Soft line breaks stay: the reflow filter pays for its record per block, which the paper's
+        # per-sample estimate has no place for.
         line_ends = not codec.keep_line_ends and filters.crlf_line_ends(data) > 0
         for block in split_blocks(data):
             ids.extend(m.tokenizer.encode(filters.to_line_feeds(block) if line_ends else block)[0])
@@ -581,7 +583,7 @@ def bench(inputs: Sequence[str | os.PathLike], models: Sequence[Any] = (None,), 
     inputs are JSONL or Parquet corpora, and each document (its text in that field) is measured
     as a sample of its own (:mod:`llmzip.measure.samples`). Every llmzip output is decompressed
     and compared with the input unless ``verify`` is False (then no decompress speed either).
-    ``keep_line_ends`` codes CRLF line ends as they are (see :class:`llmzip.Codec`). Records come
+    ``keep_line_ends`` codes line ends as they are (see :class:`llmzip.Codec`). Records come
     sample by sample: the models in the order given, then the baselines (gzip,
     bzip2, xz, zstd, brotli). See the module docstring for each figure.
     """

@@ -56,8 +56,9 @@ def add_bench_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("--bias", default="default",
                    help=f"information capacity bias: a number or one of {', '.join(BIAS)} (default: default = {BIAS['default']})")
     p.add_argument("--keep-line-ends", action="store_true",
-                   help="code CRLF line ends as they are, to measure a model on the bytes exactly as given "
-                        "(default: as llmzip compress does, a block whose line ends are all CRLF is coded as LF text)")
+                   help="code line ends as they are, to measure a model on the bytes exactly as given "
+                        "(default: as llmzip compress does, a block whose line ends are all CRLF is coded as LF text, "
+                        "and a hard-wrapped block's line breaks inside paragraphs as spaces)")
     p.add_argument("--sweep", default=None, metavar="C1,C2,...",
                    help="also measure each model on each file at these contexts")
     p.add_argument("--json", default=None, metavar="PATH", help="write every field and the environment as JSON")
