@@ -671,33 +671,54 @@ def mixer_section(path: Path) -> str:
 
 
 def line_ends_section(path: Path) -> str:
-    """bench/line_ends.py: what coding CRLF text as LF gains."""
-    lines, r = pending_or_results(path, "The line-end filter (`bench/line_ends.py`)",
+    """bench/line_ends.py: what coding CRLF text as LF, and hard-wrapped lines as paragraphs, gains;
+    its run on slices (`path`) and, where there is one, on whole files (line_ends_whole.json)."""
+    lines, r = pending_or_results(path, "The line filters (`bench/line_ends.py`)",
                                   "Not run yet: `python bench/line_ends.py ../shared/corpus/{alice29,asyoulik,lcet10,"
                                   "plrabn12}.txt`, then `python bench/make_results.py --write`.")
     if r is None:
         return "\n".join(lines) + "\n"
-    env, st = r["environment"], r["settings"]
-    slices = f"the first {st['bytes']:,} bytes" if st["bytes"] else "the whole"
     lines += [
-        f"- date: {r['date']}; machine: {env['cpu']}, {env['threads']} torch threads; {software(env)}; "
-        f"model {st['model']}, level -{st['level']}",
-        f"- {slices} of each file, compressed with every byte coded as it is (`--keep-line-ends`) and with the "
-        f"filter (the default: a block whose line ends are all CRLF is coded as LF text); the filtered file "
-        f"decompressed and compared with the input; command: `{r['command']}`",
+        "Each file compressed three ways: every byte coded as it is (`--keep-line-ends`); with the line-end filter "
+        "only (format version 6: a block whose line ends are all CRLF is coded as LF text); and as llmzip "
+        "compresses by default, with the reflow filter as well (a hard-wrapped block's soft line breaks coded as "
+        "spaces, plus its wrap record, counted in the size). The default file decompressed and compared with the "
+        "input.",
+    ]
+    whole = path.with_name("line_ends_whole.json")
+    for run in [r] + ([json.loads(whole.read_text())] if whole.is_file() else []):
+        env, st = run["environment"], run["settings"]
+        scope = f"The first {st['bytes']:,} bytes of each file" if st["bytes"] else "Whole files"
+        lines += [
+            "",
+            f"{scope}: {run['date']}; "
+            f"machine: {env['cpu']}, {env['threads']} torch threads; {software(env)}; model {st['model']}, "
+            f"level -{st['level']}; command: `{run['command']}`",
+            "",
+            _line_filters_table(run["rows"]),
+        ]
+    lines += [
         "",
-        table(["file", "bytes", "CRLF / LF", "kept bits/byte", "kept tokens", "filtered bits/byte", "filtered tokens",
-               "gain", "compress tok/s (kept / filtered)"],
-              [[row["file"], f"{row['bytes']:,}", f"{row['crlf']:,} / {row['lf']:,}",
-                f(row["kept"]["bits_per_byte"], ".4f"), f"{row['kept']['tokens']:,}",
-                f(row["filtered"]["bits_per_byte"], ".4f"), f"{row['filtered']['tokens']:,}",
-                f"{row['gain_percent']:+.2f}%",
-                f"{row['kept']['tokens_per_s']:.1f} / {row['filtered']['tokens_per_s']:.1f}"] for row in r["rows"]]),
-        "",
-        "A file with LF line ends (or mixed ones) is coded the same both ways. With CRLF ones the model reads text "
-        "like its training text, usually in fewer tokens to code (and to decode).",
+        "With CRLF line ends the model reads text like its training text, usually in fewer tokens to code (and to "
+        "decode). Joining a hard-wrapped paragraph's lines saves a token per line and lets the model read "
+        "sentences whole; the wrap record puts the breaks back and is used only where it is small beside the "
+        "breaks it replaces (at least 4 per byte). A file that neither filter takes is coded the same each way.",
     ]
     return "\n".join(lines) + "\n"
+
+
+def _line_filters_table(rows: list[dict]) -> str:
+    return table(["file", "bytes", "CRLF / LF", "soft breaks", "kept bits/byte (tokens)", "line ends (tokens)",
+                  "both (tokens)", "wrap record", "line ends gain", "reflow gain", "total gain",
+                  "compress tok/s (kept / both)"],
+                 [[row["file"], f"{row['bytes']:,}", f"{row['crlf']:,} / {row['lf']:,}", f"{row['soft_breaks']:,}",
+                   f"{f(row['kept']['bits_per_byte'], '.4f')} ({row['kept']['tokens']:,})",
+                   f"{f(row['line_ends']['bits_per_byte'], '.4f')} ({row['line_ends']['tokens']:,})",
+                   f"{f(row['filtered']['bits_per_byte'], '.4f')} ({row['filtered']['tokens']:,})",
+                   f"{row['filtered']['wrap_record_bytes']:,} bytes" if row["filtered"]["wrapped_blocks"] else "not used",
+                   f"{row['line_ends_gain_percent']:+.2f}%", f"{row['reflow_gain_percent']:+.2f}%",
+                   f"{row['gain_percent']:+.2f}%",
+                   f"{row['kept']['tokens_per_s']:.1f} / {row['filtered']['tokens_per_s']:.1f}"] for row in rows])
 
 
 def write() -> None:

@@ -42,7 +42,7 @@ MAGIC = b"\x89LLZ"
 # 5: a mixer field (the match model mixed into the LLM's frequencies, see match.py).
 # 4: carried context (the header's carry and lane_tokens fields, see schedule.py).
 # 3: compact header (codes, defaults, 4-byte fingerprint, CRC-16), block sequence numbers, block index.
-# 2 added engine and stream_windows and shortened fingerprints. Versions 1 to 5 still decode.
+# 2 added engine and stream_windows and shortened fingerprints. Versions 1 to 6 still decode.
 FORMAT_VERSION = 7
 VERSIONS = (1, 2, 3, 4, 5, 6, 7)
 # Model fingerprint length by format version. Version 3 keeps 32 bits: enough to tell a wrong model

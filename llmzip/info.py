@@ -24,6 +24,7 @@ class BlockInfo:
     line_ends: int = 0  # CRLF line ends coded as LF (llmzip.filters)
     wrap_width: int = 0  # soft line breaks coded as spaces, put back by a greedy wrap at this width (0: none)
     wrap_exceptions: int = 0  # the breaks that wrap mispredicts, recorded
+    wrap_bytes: int = 0  # the wrap record's bytes (counted in side_bytes)
 
 
 @dataclass(frozen=True)
@@ -78,7 +79,7 @@ def inspect(source: bytes | BinaryIO) -> FileInfo:
         coded = sum(len(s) for s in block.streams)
         blocks.append(BlockInfo(size, block_size, block.raw_start, block.raw_len, block.raw_crc, block.n_tokens,
                                 len(block.streams), side, coded, block.line_ends, block.wrap_width,
-                                len(block.wrap_exceptions)))
+                                len(block.wrap_exceptions), side - block.stored_side_len(header.version)))
         size += block_size
     assert reader.total_len is not None
     size += reader.tail_size

@@ -65,8 +65,8 @@ def test_one_kib_costs_at_most_32_bytes_over_its_coded_stream(llama, alice):
         blob, stats = codec.compress_with_stats(text)
         info = inspect(blob)
         (block,) = info.block_list
-        wrap = len(wrap_record(block.wrap_width, wrap_for(to_line_feeds(text)).exceptions)) if block.wrap_width else 0
-        assert block.wrap_width  # the lines are hard-wrapped: the wrap record is side data, not framing
+        wrap = len(wrap_record(block.wrap_width, wrap_for(to_line_feeds(text)).exceptions))
+        assert block.wrap_width and block.wrap_bytes == wrap  # hard-wrapped lines: the record is side data
         assert info.blocks == 1 and info.side_bytes == wrap  # all text: the side channel itself costs nothing
         assert info.block_list[0].line_ends == line_ends
         overhead = len(blob) - stats.stream_bytes - wrap
