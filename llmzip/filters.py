@@ -92,7 +92,7 @@ class _Lines:
         inner = (self.bytes[1:-1] == _SPACE) | (self.bytes[1:-1] == _LINE_FEED)
         self.candidates = np.flatnonzero(inner & ~blank[:-2] & ~blank[2:]) + 1
         # columns[i]: characters in text[:i] (a UTF-8 continuation byte is not a character).
-        self.columns = np.zeros(len(text) + 1, dtype=np.int64)
+        self.columns = np.zeros(len(text) + 1, dtype=np.int32 if len(text) < 1 << 31 else np.int64)
         np.cumsum((self.bytes & 0xC0) != 0x80, out=self.columns[1:])
         blanks = np.append(np.flatnonzero(blank), len(text))
         word_end = blanks[np.searchsorted(blanks, self.candidates + 1)]
@@ -160,21 +160,22 @@ def rewrap(joined: bytes, wrap: Wrap | None) -> bytes:
     lines = _Lines(joined)
     if wrap.exceptions and wrap.exceptions[-1] >= len(lines.candidates):
         raise FormatError("corrupted file: a block's line-wrap exceptions pass its text")
-    columns = lines.columns.tolist()
-    hard_starts = lines.line_starts().tolist()
+    # Everything in columns, per candidate: where it is, where its line starts after the last LF
+    # of the joined text, and what the space and the next word take.
     out = bytearray(joined)
     exceptions = iter(wrap.exceptions)
     next_exception = next(exceptions, -1)
-    line_start = 0
-    for k, (at, hard_start, space_and_word) in enumerate(zip(lines.candidates.tolist(), hard_starts,
-                                                              lines.space_and_word.tolist())):
+    line_start = 0  # in columns: after the last LF, hard or put back
+    for k, (at, column, hard_start, space_and_word) in enumerate(zip(
+            lines.candidates.tolist(), lines.columns[lines.candidates].tolist(),
+            lines.columns[lines.line_starts()].tolist(), lines.space_and_word.tolist())):
         line_start = max(line_start, hard_start)
-        breaks = columns[at] - columns[line_start] + space_and_word > wrap.width
+        breaks = column - line_start + space_and_word > wrap.width
         if k == next_exception:
             breaks, next_exception = not breaks, next(exceptions, -1)
         if breaks:
             out[at] = _LINE_FEED
-            line_start = at + 1
+            line_start = column + 1  # the candidate is a space: one column
     return bytes(out)
 
 
