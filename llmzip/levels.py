@@ -28,8 +28,8 @@ LEVELS: dict[int, Layout] = {
     8: Layout(context=2048, carry=1536, lane_tokens=32768),
     9: Layout(context=4096, carry=3072, lane_tokens=131072),  # twice the KV cache, two lanes per 1 MiB block
 }
-# From the sweep of 2026-12-05 with adapt-v2 and the line-end filter (bench/RESULTS.md, four
-# Canterbury texts): past -5, -6 and -7 gain 0.3% and 0.6% in bits per byte for 9% and 20% of the
+# From the sweep of 2026-12-05 with adapt-v2 and both line filters (bench/RESULTS.md, four
+# Canterbury texts): past -5, -6 and -7 gain 0.4% and 0.7% in bits per byte for 11% and 25% of the
 # encoder's speed, but their longer lanes halve and quarter the lanes a decoder steps side by side
 # in a 1 MiB block, and the decoder's KV cache, read at every step, grows with the context. -9's
 # 4,096 tokens coded the whole of alice29.txt 0.65% smaller than -8's 2,048 (1.0343 against 1.0411
