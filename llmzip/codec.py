@@ -405,9 +405,8 @@ class Codec:
         # (the CRs the line-end filter took out count with the tokens).
         stats.text_bytes += len(data) - (len(filtered.text) - len(text))
         stats.stream_bytes += sum(len(s) for s in streams)
-        wrap = filtered.wrap or filters.Wrap(0)
         return Block(raw_len=len(data), raw_crc=crc32(data), n_tokens=len(ids), side=side, streams=streams,
-                     line_ends=filtered.line_ends, wrap_width=wrap.width, wrap_exceptions=wrap.exceptions)
+                     line_ends=filtered.line_ends, wrap=filtered.wrap)
 
     def _encode_portable(self, ids: list[int], stats: Stats, on_step: Callable[[int, int], None]) -> list[bytes]:
         done = [0]
@@ -470,8 +469,7 @@ class Codec:
         else:
             ids = self._lockstep.decode(block, header, stats, plan.text_len, on_step)
         coded = self.model.tokenizer.decode(ids, block.side, block.coded_len, plan)
-        data = filters.unfilter(coded, block.line_ends,
-                                filters.Wrap(block.wrap_width, block.wrap_exceptions) if block.wrap_width else None)
+        data = filters.unfilter(coded, block.line_ends, block.wrap)
         if crc32(data) != block.raw_crc:
             raise ChecksumError("corrupted file: a decoded block does not match its checksum; no output was kept")
         stats.tokens += block.n_tokens

@@ -439,6 +439,45 @@ def _read_extra(r: Reader) -> dict[str, str]:
 
 
 @dataclass(frozen=True)
+class Wrap:
+    """A block's line-wrap record (version 7 on): its soft line breaks come back from a greedy wrap
+    at `width` columns, wrong exactly at the candidates (counted from 0, in order) in `exceptions`.
+    `llmzip.filters` finds and walks the candidates; this is what the file stores of them."""
+
+    width: int
+    exceptions: tuple[int, ...] = ()
+
+    def to_bytes(self) -> bytes:
+        """The width, the count of exceptions, and each exception (strictly increasing) as its gap
+        to the one before, less 1, all varints."""
+        out = bytearray()
+        write_varint(out, self.width)
+        write_varint(out, len(self.exceptions))
+        previous = -1
+        for k in self.exceptions:
+            write_varint(out, k - previous - 1)
+            previous = k
+        return bytes(out)
+
+    def record_bytes(self) -> int:
+        """Bytes the record takes in the block."""
+        return len(self.to_bytes())
+
+    @classmethod
+    def read(cls, r: Reader, raw_len: int) -> "Wrap":
+        width = r.varint(MAX_WRAP_WIDTH, "the line-wrap width")
+        if not width:
+            raise FormatError("corrupted file: a block's line-wrap width is zero")
+        exceptions, previous = [], -1
+        for _ in range(r.varint(min(raw_len, r.remaining), "the line-wrap exception count")):
+            previous += 1 + r.varint(raw_len, "a line-wrap exception")
+            exceptions.append(previous)
+        if previous >= raw_len:
+            raise FormatError("corrupted file: a block's line-wrap exceptions pass its text")
+        return cls(width, tuple(exceptions))
+
+
+@dataclass(frozen=True)
 class Block:
     """One independently decodable piece of the input.
 
@@ -448,8 +487,8 @@ class Block:
     consecutive slices of its tokens. `raw_start` is where the block's data begins in the original:
     version 3 stores it as the block's sequence number; for older files the reader counts it.
     `line_ends` is how many CRLF line ends were coded as LF (`llmzip.filters`; version 6 on): the
-    tokens and side channel hold raw_len - line_ends bytes. `wrap_width` (0: none) and
-    `wrap_exceptions` put back the soft line breaks that were coded as spaces (version 7 on).
+    tokens and side channel hold raw_len - line_ends bytes. `wrap` (None: none) puts back the soft
+    line breaks that were coded as spaces (version 7 on).
     """
 
     raw_len: int
@@ -459,8 +498,7 @@ class Block:
     streams: list[bytes]
     raw_start: int = 0
     line_ends: int = 0
-    wrap_width: int = 0
-    wrap_exceptions: tuple[int, ...] = ()
+    wrap: Wrap | None = None
 
     @property
     def coded_len(self) -> int:
@@ -474,8 +512,7 @@ class Block:
     def side_bytes(self, version: int = FORMAT_VERSION) -> int:
         """Bytes of what the model does not code, as stored: the side channel, and the wrap record
         (the layout of the text's lines, which grows with the text, unlike the block's framing)."""
-        wrap = len(wrap_record(self.wrap_width, self.wrap_exceptions)) if self.wrap_width else 0
-        return self.stored_side_len(version) + wrap
+        return self.stored_side_len(version) + (self.wrap.record_bytes() if self.wrap else 0)
 
     def to_bytes(self, version: int = FORMAT_VERSION) -> bytes:
         out = bytearray()
@@ -485,10 +522,10 @@ class Block:
         out += self.raw_crc.to_bytes(4, "little")
         write_varint(out, self.n_tokens)
         side = b"" if self.stored_side_len(version) == 0 else self.side
-        if self.wrap_width and version < 7 or self.line_ends and version < 6:
-            raise ValueError(f"format version {version} has no {'reflow' if self.wrap_width else 'line-end'} filter")
+        if self.wrap and version < 7 or self.line_ends and version < 6:
+            raise ValueError(f"format version {version} has no {'reflow' if self.wrap else 'line-end'} filter")
         if version >= 7:  # the side length's low bits say whether a line-end count and a wrap record follow
-            write_varint(out, len(side) << 2 | bool(self.wrap_width) << 1 | bool(self.line_ends))
+            write_varint(out, len(side) << 2 | bool(self.wrap) << 1 | bool(self.line_ends))
             self._write_filters(out)
         elif version == 6:  # the low bit says whether a line-end count follows
             write_varint(out, len(side) << 1 | bool(self.line_ends))
@@ -509,8 +546,8 @@ class Block:
     def _write_filters(self, out: bytearray) -> None:
         if self.line_ends:
             write_varint(out, self.line_ends)
-        if self.wrap_width:
-            out += wrap_record(self.wrap_width, self.wrap_exceptions)
+        if self.wrap:
+            out += self.wrap.to_bytes()
 
     @classmethod
     def from_bytes(cls, body: bytes | memoryview, header: Header, raw_start: int = 0) -> "Block":
@@ -527,13 +564,13 @@ class Block:
         flag_bits = 2 if header.version >= 7 else 1 if header.version == 6 else 0
         side_len = r.varint((r.remaining + 1 << flag_bits) - 1, "the side data length")
         flags, side_len = side_len & ((1 << flag_bits) - 1), side_len >> flag_bits
-        line_ends, wrap_width, wrap_exceptions = 0, 0, ()
+        line_ends, wrap = 0, None
         if flags & 1:  # a line-end count follows
             line_ends = r.varint(raw_len // 2, "the line-end count")
             if not line_ends:
                 raise FormatError("corrupted file: a block's line-end count is zero")
         if flags & 2:  # a wrap record follows
-            wrap_width, wrap_exceptions = _read_wrap(r, raw_len)
+            wrap = Wrap.read(r, raw_len)
         side = bytes(r.take(side_len))
         if v3 and not side:
             side = ALL_TEXT_SIDE
@@ -546,33 +583,7 @@ class Block:
         if sum(lengths) != r.remaining or (lengths and lengths[-1] < 0):
             raise FormatError("corrupted file: a block's stream lengths do not add up")
         streams = [bytes(r.take(n)) for n in lengths]
-        return cls(raw_len, raw_crc, n_tokens, side, streams, raw_start, line_ends, wrap_width, wrap_exceptions)
-
-
-def wrap_record(width: int, exceptions: tuple[int, ...]) -> bytes:
-    """A block's wrap record: the width, the count of exceptions, and each exception (strictly
-    increasing) as its gap to the one before, less 1, all varints."""
-    out = bytearray()
-    write_varint(out, width)
-    write_varint(out, len(exceptions))
-    previous = -1
-    for k in exceptions:
-        write_varint(out, k - previous - 1)
-        previous = k
-    return bytes(out)
-
-
-def _read_wrap(r: Reader, raw_len: int) -> tuple[int, tuple[int, ...]]:
-    width = r.varint(MAX_WRAP_WIDTH, "the line-wrap width")
-    if not width:
-        raise FormatError("corrupted file: a block's line-wrap width is zero")
-    exceptions, previous = [], -1
-    for _ in range(r.varint(min(raw_len, r.remaining), "the line-wrap exception count")):
-        previous += 1 + r.varint(raw_len, "a line-wrap exception")
-        exceptions.append(previous)
-    if previous >= raw_len:
-        raise FormatError("corrupted file: a block's line-wrap exceptions pass its text")
-    return width, tuple(exceptions)
+        return cls(raw_len, raw_crc, n_tokens, side, streams, raw_start, line_ends, wrap)
 
 
 @dataclass(frozen=True)
@@ -938,8 +949,7 @@ def read_index(source: BinaryIO) -> BlockIndex | None:
 
 
 __all__ = [
-    "MAGIC", "FORMAT_VERSION", "VERSIONS", "Header", "Block", "Trailer", "StreamReader", "ContainerWriter",
+    "MAGIC", "FORMAT_VERSION", "VERSIONS", "Header", "Block", "Wrap", "Trailer", "StreamReader", "ContainerWriter",
     "BlockIndex", "read_index", "read_all", "write_header", "header_bytes", "frame_block", "crc32", "crc16",
-    "wrap_record",
     "LLMZipError",
 ]

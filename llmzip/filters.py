@@ -36,7 +36,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .container import MAX_WRAP_WIDTH, wrap_record
+from .container import MAX_WRAP_WIDTH, Wrap
 from .errors import FormatError
 
 
@@ -69,19 +69,6 @@ _BLANK[[0x09, 0x0A, 0x0B, 0x0C, 0x0D, 0x20]] = True
 _SPACE, _LINE_FEED = 0x20, 0x0A
 
 
-@dataclass(frozen=True)
-class Wrap:
-    """How a block's soft line breaks come back: a greedy wrap at `width` columns, wrong exactly at
-    the candidates (counted from 0, in order) listed in `exceptions`."""
-
-    width: int
-    exceptions: tuple[int, ...] = ()
-
-    def record_bytes(self) -> int:
-        """Bytes the record takes in the block (`container.wrap_record`)."""
-        return len(wrap_record(self.width, self.exceptions))
-
-
 class _Lines:
     """What a greedy wrap needs of a text, for each candidate: where it is, and how many columns the
     space and the word after it take; and the column count before every byte."""
@@ -105,52 +92,65 @@ class _Lines:
         return np.where(before > 0, line_feeds[np.maximum(before - 1, 0)] + 1, 0) if len(line_feeds) else \
             np.zeros(len(self.candidates), dtype=np.int64)
 
+    def breaks(self) -> np.ndarray:
+        """For each candidate, whether it is a soft break (an LF) rather than a space."""
+        return self.bytes[self.candidates] == _LINE_FEED
+
+    def plan(self) -> Wrap | None:
+        """`plan_wrap` of this text."""
+        wrap = self.wrap()
+        if wrap is None or np.count_nonzero(self.breaks()) < BREAKS_PER_RECORD_BYTE * wrap.record_bytes():
+            return None
+        return wrap
+
+    def wrap(self, width: int | None = None) -> Wrap | None:
+        """`wrap_for` this text."""
+        breaks = self.breaks()
+        if not breaks.any():
+            return None
+        # How far each candidate's line would reach if the wrap did not break there.
+        reach = self.columns[self.candidates] - self.columns[self.line_starts()] + self.space_and_word
+        reach = np.minimum(reach, MAX_WRAP_WIDTH + 1)
+        if width is None:
+            # Wrong at width W: a break whose line would fit (reach <= W), a space where it would not.
+            # (Predicting no break where the line already passes W instead would suit a line joined
+            # by hand, but costs more on real text: lcet10.txt 188 -> 286 exceptions.)
+            bins = MAX_WRAP_WIDTH + 2
+            breaks_fitting = np.cumsum(np.bincount(reach[breaks], minlength=bins))
+            spaces_fitting = np.cumsum(np.bincount(reach[~breaks], minlength=bins))
+            wrong = breaks_fitting + (spaces_fitting[-1] - spaces_fitting)
+            width = int(np.argmin(wrong[1:MAX_WRAP_WIDTH + 1])) + 1
+        elif not 1 <= width <= MAX_WRAP_WIDTH:
+            raise ValueError(f"a wrap width is 1 to {MAX_WRAP_WIDTH} columns, not {width}")
+        return Wrap(width, tuple(int(k) for k in np.flatnonzero((reach > width) != breaks)))
+
+    def joined(self) -> bytes:
+        """`join_lines` of this text."""
+        joined = self.bytes.copy()
+        joined[self.candidates] = _SPACE
+        return joined.tobytes()
+
 
 def plan_wrap(text: bytes) -> Wrap | None:
     """The record that restores `text`'s soft breaks after `join_lines`, or None where the filter
     does not pay: no soft breaks, or fewer than BREAKS_PER_RECORD_BYTE of them per record byte."""
-    wrap = wrap_for(text)
-    if wrap is None or soft_breaks(text) < BREAKS_PER_RECORD_BYTE * wrap.record_bytes():
-        return None
-    return wrap
+    return _Lines(text).plan()
 
 
 def soft_breaks(text: bytes) -> int:
     """LFs between two non-blank bytes: the line breaks `join_lines` codes as spaces."""
-    lines = _Lines(text)
-    return int(np.count_nonzero(lines.bytes[lines.candidates] == _LINE_FEED))
+    return int(np.count_nonzero(_Lines(text).breaks()))
 
 
 def wrap_for(text: bytes, width: int | None = None) -> Wrap | None:
     """The record of `text`'s soft breaks for a greedy wrap at `width` columns (None: at the width
     with the fewest exceptions, the narrowest of equals); None where the text has no soft break."""
-    lines = _Lines(text)
-    breaks = lines.bytes[lines.candidates] == _LINE_FEED
-    if not breaks.any():
-        return None
-    # How far each candidate's line would reach if the wrap did not break there.
-    reach = lines.columns[lines.candidates] - lines.columns[lines.line_starts()] + lines.space_and_word
-    reach = np.minimum(reach, MAX_WRAP_WIDTH + 1)
-    if width is None:
-        # Wrong at width W: a break whose line would fit (reach <= W), a space where it would not.
-        # (Predicting no break where the line already passes W instead would suit a line joined
-        # by hand, but costs more on real text: lcet10.txt 188 -> 286 exceptions.)
-        bins = MAX_WRAP_WIDTH + 2
-        breaks_fitting = np.cumsum(np.bincount(reach[breaks], minlength=bins))
-        spaces_fitting = np.cumsum(np.bincount(reach[~breaks], minlength=bins))
-        wrong = breaks_fitting + (spaces_fitting[-1] - spaces_fitting)
-        width = int(np.argmin(wrong[1:MAX_WRAP_WIDTH + 1])) + 1
-    elif not 1 <= width <= MAX_WRAP_WIDTH:
-        raise ValueError(f"a wrap width is 1 to {MAX_WRAP_WIDTH} columns, not {width}")
-    return Wrap(width, tuple(int(k) for k in np.flatnonzero((reach > width) != breaks)))
+    return _Lines(text).wrap(width)
 
 
 def join_lines(text: bytes) -> bytes:
     """The text the model codes: every soft break (an LF between two non-blank bytes) as a space."""
-    lines = _Lines(text)
-    joined = lines.bytes.copy()
-    joined[lines.candidates] = _SPACE
-    return joined.tobytes()
+    return _Lines(text).joined()
 
 
 def rewrap(joined: bytes, wrap: Wrap | None) -> bytes:
@@ -192,8 +192,11 @@ def filter_block(data: bytes, *, line_ends: bool = True, reflow: bool = True) ->
     """Both filters where they apply and are allowed: CRLF as LF first, then soft breaks as spaces."""
     crlf = crlf_line_ends(data) if line_ends else 0
     text = to_line_feeds(data) if crlf else data
-    wrap = plan_wrap(text) if reflow else None
-    return Filtered(join_lines(text) if wrap else text, crlf, wrap)
+    if not reflow:
+        return Filtered(text, crlf)
+    lines = _Lines(text)  # built once: planning and joining both read it
+    wrap = lines.plan()
+    return Filtered(lines.joined() if wrap else text, crlf, wrap)
 
 
 def unfilter(text: bytes, line_ends: int, wrap: Wrap | None) -> bytes:

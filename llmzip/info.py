@@ -5,7 +5,7 @@ import io
 from dataclasses import dataclass
 from typing import BinaryIO
 
-from .container import Header, StreamReader
+from .container import Header, StreamReader, Wrap
 
 
 @dataclass(frozen=True)
@@ -77,9 +77,10 @@ def inspect(source: bytes | BinaryIO) -> FileInfo:
     for block, block_size in reader.blocks(header):
         side = block.side_bytes(header.version)
         coded = sum(len(s) for s in block.streams)
+        wrap = block.wrap or Wrap(0)
         blocks.append(BlockInfo(size, block_size, block.raw_start, block.raw_len, block.raw_crc, block.n_tokens,
-                                len(block.streams), side, coded, block.line_ends, block.wrap_width,
-                                len(block.wrap_exceptions), side - block.stored_side_len(header.version)))
+                                len(block.streams), side, coded, block.line_ends, wrap.width, len(wrap.exceptions),
+                                side - block.stored_side_len(header.version)))
         size += block_size
     assert reader.total_len is not None
     size += reader.tail_size

@@ -195,8 +195,7 @@ def test_every_record_restores_its_text(text, width):
 def _record_bytes(wrap: Wrap) -> bytes:
     """The record as the container writes it: the block with and without it, the difference."""
     plain = Block(10, 0, 1, b"\x02", [b"\0" * 4]).to_bytes()
-    return Block(10, 0, 1, b"\x02", [b"\0" * 4], wrap_width=wrap.width,
-                 wrap_exceptions=wrap.exceptions).to_bytes()[len(plain) - 5: -5]
+    return Block(10, 0, 1, b"\x02", [b"\0" * 4], wrap=wrap).to_bytes()[len(plain) - 5: -5]
 
 
 def test_a_record_that_passes_the_text_is_refused():
@@ -224,7 +223,7 @@ def test_format_6_has_no_reflow_and_still_decodes(codec, alice):
     assert block.line_ends and not block.wrap_width
     assert codec.decompress(out.getvalue()) == data
     with pytest.raises(ValueError, match="no reflow filter"):
-        Block(10, 0, 1, b"\x02", [b"\0" * 4], wrap_width=65).to_bytes(version=6)
+        Block(10, 0, 1, b"\x02", [b"\0" * 4], wrap=Wrap(65)).to_bytes(version=6)
 
 
 def _with_wrap(blob: bytes, width: int, exceptions: tuple[int, ...]) -> bytes:
@@ -233,7 +232,7 @@ def _with_wrap(blob: bytes, width: int, exceptions: tuple[int, ...]) -> bytes:
     header, header_size = reader.read_header()
     ((block, size),) = list(reader.blocks(header))
     replaced = frame_block(Block(block.raw_len, block.raw_crc, block.n_tokens, block.side, block.streams,
-                                 block.raw_start, block.line_ends, width, exceptions))
+                                 block.raw_start, block.line_ends, Wrap(width, exceptions)))
     return blob[:header_size] + replaced + blob[header_size + size:]
 
 
@@ -252,9 +251,9 @@ def test_a_damaged_wrap_record_never_gives_wrong_output(codec, alice):
 
 def test_a_zero_wrap_width_is_refused(codec, alice):
     header, _ = StreamReader(io.BytesIO(codec.compress(alice[:100]))).read_header()
-    body = bytearray(Block(10, 0, 1, b"", [b"\0" * 4], wrap_width=3).to_bytes())
+    body = bytearray(Block(10, 0, 1, b"", [b"\0" * 4], wrap=Wrap(3)).to_bytes())
     at = len(Block(10, 0, 1, b"", [b"\0" * 4]).to_bytes()) - 4  # the record's first byte, the width
-    assert body[at] == 3 and Block.from_bytes(bytes(body), header).wrap_width == 3
+    assert body[at] == 3 and Block.from_bytes(bytes(body), header).wrap == Wrap(3)
     body[at] = 0
     with pytest.raises(FormatError, match="line-wrap width is zero"):
         Block.from_bytes(bytes(body), header)

@@ -13,7 +13,7 @@ from conftest import container_frames
 import llmzip
 from llmzip import Codec, FormatError, inspect
 from llmzip.cli import main
-from llmzip.container import header_bytes, read_index, wrap_record
+from llmzip.container import header_bytes, read_index
 from llmzip.filters import to_line_feeds, wrap_for
 
 BLOCK = 400
@@ -65,7 +65,7 @@ def test_one_kib_costs_at_most_32_bytes_over_its_coded_stream(llama, alice):
         blob, stats = codec.compress_with_stats(text)
         info = inspect(blob)
         (block,) = info.block_list
-        wrap = len(wrap_record(block.wrap_width, wrap_for(to_line_feeds(text)).exceptions))
+        wrap = wrap_for(to_line_feeds(text)).record_bytes()
         assert block.wrap_width and block.wrap_bytes == wrap  # hard-wrapped lines: the record is side data
         assert info.blocks == 1 and info.side_bytes == wrap  # all text: the side channel itself costs nothing
         assert info.block_list[0].line_ends == line_ends
