@@ -19,20 +19,22 @@ The reflow filter: hard-wrapped text coded as the paragraphs it wraps.
 Books, RFCs, licences and mail break their paragraphs into lines of at most some 65-80 columns. A
 model reads "the\nrabbit" less well than "the rabbit", in one token more (the whole of alice29.txt
 at -9 codes 2.6% smaller with its 1,758 soft breaks joined, record included), and most of those
-breaks are where a greedy wrap puts them. So the filter codes every soft break (an LF between two
-non-blank bytes) as a space, and records the width W at which a greedy wrap best predicts them,
-with the breaks that it mispredicts. A candidate is a space or LF between two non-blank bytes; at
-each, in order, the wrap breaks when the line so far, the space and the next word would pass W
-columns (characters: UTF-8 continuation bytes do not count), measuring the line from the last
-actual line end. The exceptions are the candidates where that prediction is wrong, so the decoder,
-walking the same candidates in the same order, restores every break exactly. The encoder uses the
-filter only where the record is small beside what it saves: at least `BREAKS_PER_RECORD_BYTE` soft
-breaks per byte of record (hand-wrapped text, code and tables do not pass). Joining keeps the
-block's length, so only its CRC-32 checks the result.
+breaks are where a greedy wrap puts them. So the filter codes those soft breaks (LFs between two
+non-blank bytes) as spaces, and records the width W at which a greedy wrap best predicts them. A
+candidate is a space or LF between two non-blank bytes; at each, in order, the wrap breaks when the
+line so far, the space and the next word would pass W columns (characters: UTF-8 continuation bytes
+do not count), measuring the line from the last actual line end. A soft break where the line would
+still fit (a hand break, the end of a verse line) is left as an LF, which the decoder keeps; a space
+where the wrap would break is an exception, recorded, so the decoder, walking the same candidates in
+the same order, restores every break exactly. The encoder uses the filter only where the record is
+small beside what it saves: at least `BREAKS_PER_RECORD_BYTE` joined breaks per byte of record,
+each kept break counted as a byte (hand-wrapped text, code and tables do not pass). Joining keeps the block's length, so only its
+CRC-32 checks the result.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 
@@ -64,6 +66,10 @@ def restore_crlf(text: bytes, line_ends: int) -> bytes:
 # Each soft break joined saves about a third of a byte of coded text (bench/line_ends.py measures it);
 # each byte of the record costs one. Four breaks per byte leaves a margin.
 BREAKS_PER_RECORD_BYTE = 4
+# What the encoder weighs in choosing a width, in tenths of a byte, as measured on the whole of
+# alice29.txt: a soft break left as an LF costs the model about 1.2 bytes more than a joined one; a
+# wrap exception costs about 1.5 bytes of record.
+_KEPT_BREAK_COST, _EXCEPTION_COST = 12, 15
 _BLANK = np.zeros(256, dtype=bool)
 _BLANK[[0x09, 0x0A, 0x0B, 0x0C, 0x0D, 0x20]] = True
 _SPACE, _LINE_FEED = 0x20, 0x0A
@@ -92,42 +98,58 @@ class _Lines:
         return np.where(before > 0, line_feeds[np.maximum(before - 1, 0)] + 1, 0) if len(line_feeds) else \
             np.zeros(len(self.candidates), dtype=np.int64)
 
+    @cached_property
     def breaks(self) -> np.ndarray:
         """For each candidate, whether it is a soft break (an LF) rather than a space."""
         return self.bytes[self.candidates] == _LINE_FEED
 
+    @cached_property
+    def reach(self) -> np.ndarray:
+        """For each candidate, how far its line would reach if the wrap did not break there (capped
+        past the widest width a record can give)."""
+        reach = self.columns[self.candidates] - self.columns[self.line_starts()] + self.space_and_word
+        return np.minimum(reach, MAX_WRAP_WIDTH + 1)
+
     def plan(self) -> Wrap | None:
         """`plan_wrap` of this text."""
         wrap = self.wrap()
-        if wrap is None or np.count_nonzero(self.breaks()) < BREAKS_PER_RECORD_BYTE * wrap.record_bytes():
+        if wrap is None:
             return None
-        return wrap
+        joined = int(np.count_nonzero(self.joined_breaks(wrap)))
+        kept = int(np.count_nonzero(self.breaks)) - joined
+        # A kept break counts against the filter like a byte of record: a text whose lines often end
+        # where the next word would still fit (code, lists, verse) is not wrapped prose, and joining
+        # its other lines costs bytes (Python files lost 1.1-1.8 bytes per joined break).
+        return wrap if joined >= BREAKS_PER_RECORD_BYTE * (wrap.record_bytes() + kept) else None
 
     def wrap(self, width: int | None = None) -> Wrap | None:
         """`wrap_for` this text."""
-        breaks = self.breaks()
+        breaks = self.breaks
         if not breaks.any():
             return None
-        # How far each candidate's line would reach if the wrap did not break there.
-        reach = self.columns[self.candidates] - self.columns[self.line_starts()] + self.space_and_word
-        reach = np.minimum(reach, MAX_WRAP_WIDTH + 1)
+        reach = self.reach
         if width is None:
-            # Wrong at width W: a break whose line would fit (reach <= W), a space where it would not.
+            # At width W a break whose line would fit (reach <= W) stays an LF; a space where the line
+            # would not fit is an exception. The width costing least wins.
             # (Predicting no break where the line already passes W instead would suit a line joined
-            # by hand, but costs more on real text: lcet10.txt 188 -> 286 exceptions.)
+            # by hand, but costs more on real text: lcet10.txt 188 -> 286 mispredictions.)
             bins = MAX_WRAP_WIDTH + 2
             breaks_fitting = np.cumsum(np.bincount(reach[breaks], minlength=bins))
             spaces_fitting = np.cumsum(np.bincount(reach[~breaks], minlength=bins))
-            wrong = breaks_fitting + (spaces_fitting[-1] - spaces_fitting)
-            width = int(np.argmin(wrong[1:MAX_WRAP_WIDTH + 1])) + 1
+            cost = _KEPT_BREAK_COST * breaks_fitting + _EXCEPTION_COST * (spaces_fitting[-1] - spaces_fitting)
+            width = int(np.argmin(cost[1:MAX_WRAP_WIDTH + 1])) + 1
         elif not 1 <= width <= MAX_WRAP_WIDTH:
             raise ValueError(f"a wrap width is 1 to {MAX_WRAP_WIDTH} columns, not {width}")
-        return Wrap(width, tuple(int(k) for k in np.flatnonzero((reach > width) != breaks)))
+        return Wrap(width, tuple(int(k) for k in np.flatnonzero((reach > width) & ~breaks)))
 
-    def joined(self) -> bytes:
+    def joined_breaks(self, wrap: Wrap) -> np.ndarray:
+        """For each candidate, whether it is a soft break that `wrap` puts back (the others stay)."""
+        return self.breaks & (self.reach > wrap.width)
+
+    def joined(self, wrap: Wrap) -> bytes:
         """`join_lines` of this text."""
         joined = self.bytes.copy()
-        joined[self.candidates] = _SPACE
+        joined[self.candidates[self.joined_breaks(wrap)]] = _SPACE
         return joined.tobytes()
 
 
@@ -139,7 +161,7 @@ def plan_wrap(text: bytes) -> Wrap | None:
 
 def soft_breaks(text: bytes) -> int:
     """LFs between two non-blank bytes: the line breaks `join_lines` codes as spaces."""
-    return int(np.count_nonzero(_Lines(text).breaks()))
+    return int(np.count_nonzero(_Lines(text).breaks))
 
 
 def wrap_for(text: bytes, width: int | None = None) -> Wrap | None:
@@ -148,9 +170,10 @@ def wrap_for(text: bytes, width: int | None = None) -> Wrap | None:
     return _Lines(text).wrap(width)
 
 
-def join_lines(text: bytes) -> bytes:
-    """The text the model codes: every soft break (an LF between two non-blank bytes) as a space."""
-    return _Lines(text).joined()
+def join_lines(text: bytes, wrap: Wrap) -> bytes:
+    """The text the model codes: every soft break (an LF between two non-blank bytes) that `wrap`
+    puts back, as a space. A soft break where its line would fit in the width stays an LF."""
+    return _Lines(text).joined(wrap)
 
 
 def rewrap(joined: bytes, wrap: Wrap | None) -> bytes:
@@ -175,7 +198,7 @@ def rewrap(joined: bytes, wrap: Wrap | None) -> bytes:
             breaks, next_exception = not breaks, next(exceptions, -1)
         if breaks:
             out[at] = _LINE_FEED
-            line_start = column + 1  # the candidate is a space: one column
+            line_start = column + 1  # the candidate (a space, or an LF left as it was) is one column
     return bytes(out)
 
 
@@ -196,7 +219,7 @@ def filter_block(data: bytes, *, line_ends: bool = True, reflow: bool = True) ->
         return Filtered(text, crlf)
     lines = _Lines(text)  # built once: planning and joining both read it
     wrap = lines.plan()
-    return Filtered(lines.joined() if wrap else text, crlf, wrap)
+    return Filtered(lines.joined(wrap) if wrap else text, crlf, wrap)
 
 
 def unfilter(text: bytes, line_ends: int, wrap: Wrap | None) -> bytes:

@@ -141,26 +141,56 @@ def test_a_greedy_wrap_is_found_at_its_width_without_exceptions(width):
     wrap = plan_wrap(text)
     assert wrap.exceptions == () and wrap.width <= width  # the narrowest width that explains every break
     assert wrap_for(text, width) == Wrap(width, ())
-    joined = join_lines(text)
+    joined = join_lines(text, wrap)
     assert len(joined) == len(text) and joined.count(b"\n") == text.count(b"\n") - soft_breaks(text)
     assert b"\n\n" in joined and joined.count(b"\n") == 6 * 2 - 1  # paragraph ends stay
     assert rewrap(joined, wrap) == text
 
 
-def test_breaks_the_wrap_does_not_predict_are_recorded():
-    text = bytearray(_wrapped(65))
+def test_a_break_where_the_line_would_fit_stays_an_lf():
+    text = bytearray(_wrapped(65, paragraphs=1))
     line_end = text.index(b"\n")
-    text[text.rindex(b" ", 0, line_end)] = ord("\n")  # the first line's last word on a line of its own
-    wrap = wrap_for(bytes(text))
-    # Two exceptions: the early break, and the break after that word, where the next would still fit.
-    assert wrap.width == 65 and len(wrap.exceptions) == 2
-    assert rewrap(join_lines(bytes(text)), wrap) == bytes(text)
-    assert rewrap(join_lines(bytes(text)), Wrap(65, ())) != bytes(text)  # without them it differs
+    early = text.rindex(b" ", 0, line_end)
+    text[early] = ord("\n")  # the first line's last word on a line of its own (a hand break)
+    text = bytes(text)
+    # Both that break and the one after the word (where the next word would still fit) stay LFs:
+    # the wrap needs no exception for them.
+    wrap = wrap_for(text)
+    assert wrap == Wrap(65, ())
+    joined = join_lines(text, wrap)
+    assert joined[early] == joined[line_end] == ord("\n") and soft_breaks(joined) == 2
+    assert rewrap(joined, wrap) == text
+
+
+def test_a_record_of_an_earlier_writer_still_restores_its_text():
+    """An earlier writer joined every soft break and recorded the two above as exceptions."""
+    text = bytearray(_wrapped(65, paragraphs=1))
+    line_end = text.index(b"\n")
+    early = text.rindex(b" ", 0, line_end)
+    text[early] = ord("\n")
+    all_joined = bytes(text[:-1]).replace(b"\n", b" ") + b"\n"
+    exceptions = (all_joined[:early].count(b" "), all_joined[:line_end].count(b" "))
+    assert rewrap(all_joined, Wrap(65, exceptions)) == bytes(text)
+    assert rewrap(all_joined, Wrap(65, ())) != bytes(text)  # without them it differs
+
+
+def test_a_space_where_the_wrap_would_break_is_recorded():
+    text = bytearray(_wrapped(65, paragraphs=1))
+    text[text.index(b"\n")] = ord(" ")  # the first two lines as one: longer than the width
+    text = bytes(text)
+    wrap = wrap_for(text, 65)
+    # Every space of that line where the line so far and the next word pass 65 columns.
+    first = text[:text.index(b"\n")]
+    spaces = [p for p, c in enumerate(first) if c == ord(" ")]
+    word_ends = [first.find(b" ", p + 1) if first.find(b" ", p + 1) >= 0 else len(first) for p in spaces]
+    assert wrap.exceptions == tuple(k for k, end in enumerate(word_ends) if end > 65) != ()
+    assert rewrap(join_lines(text, wrap), wrap) == text
+    assert rewrap(join_lines(text, wrap), Wrap(65, ())) != text  # without them it differs
 
 
 def test_columns_are_characters_not_bytes():
     text = textwrap.fill(PROSE.replace("e", "\u00e9"), 50).encode() + b"\n"  # 2 bytes, 1 column each
-    assert wrap_for(text, 50) == Wrap(50, ()) and rewrap(join_lines(text), Wrap(50, ())) == text
+    assert wrap_for(text, 50) == Wrap(50, ()) and rewrap(join_lines(text, Wrap(50)), Wrap(50)) == text
 
 
 @pytest.mark.parametrize("text", [
@@ -174,8 +204,19 @@ def test_text_that_does_not_pay_is_coded_as_it_is(text):
     assert plan_wrap(text) is None
     wrap = wrap_for(text)
     if wrap is not None:  # any record still restores the text; the filter just would not pay for it
-        assert soft_breaks(text) < BREAKS_PER_RECORD_BYTE * wrap.record_bytes()
-        assert rewrap(join_lines(text), wrap) == text
+        joined = join_lines(text, wrap)
+        kept = soft_breaks(joined)
+        assert soft_breaks(text) - kept < BREAKS_PER_RECORD_BYTE * (wrap.record_bytes() + kept)
+        assert rewrap(joined, wrap) == text
+
+
+def test_lines_that_end_early_keep_the_filter_off():
+    """Wrapped paragraphs beside many short lines (code, a list): the lines are not mostly wrapped
+    prose, and joining the few long ones would cost bytes."""
+    prose = _wrapped(65, paragraphs=2)
+    assert plan_wrap(prose) is not None
+    listing = "".join(f"item_{k} = {k}\n" for k in range(40)).encode()
+    assert plan_wrap(prose + b"\n" + listing) is None
 
 
 @settings(max_examples=400, deadline=None)
@@ -185,10 +226,10 @@ def test_text_that_does_not_pay_is_coded_as_it_is(text):
 def test_every_record_restores_its_text(text, width):
     wrap = wrap_for(text, width)
     if wrap is None:
-        assert soft_breaks(text) == 0 and join_lines(text) == text
+        assert soft_breaks(text) == 0
     else:
         assert wrap.width == width or width is None
-        assert rewrap(join_lines(text), wrap) == text
+        assert rewrap(join_lines(text, wrap), wrap) == text
         assert wrap.record_bytes() == len(_record_bytes(wrap))
 
 
@@ -200,9 +241,9 @@ def _record_bytes(wrap: Wrap) -> bytes:
 
 def test_a_record_that_passes_the_text_is_refused():
     text = _wrapped(65)
-    candidates = len(join_lines(text).split()) - 1
+    candidates = len(text.split()) - 1
     with pytest.raises(FormatError, match="line-wrap exceptions"):
-        rewrap(join_lines(text), Wrap(65, (candidates + 10,)))
+        rewrap(join_lines(text, Wrap(65)), Wrap(65, (candidates + 10,)))
 
 
 def test_hard_wrapped_text_is_coded_as_paragraphs_and_restored(codec, llama, alice):
