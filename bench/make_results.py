@@ -702,7 +702,8 @@ def line_ends_section(path: Path) -> str:
         "With CRLF line ends the model reads text like its training text, usually in fewer tokens to code (and to "
         "decode). Joining a hard-wrapped paragraph's lines saves a token per line and lets the model read "
         "sentences whole; the wrap record puts the breaks back and is used only where it is small beside the "
-        "breaks it replaces (at least 4 per byte). A file that neither filter takes is coded the same each way.",
+        "breaks it joins (at least 4 per byte, each break left as an LF counted as a byte: a break where the line "
+        "would still fit stays as it is). A file that neither filter takes is coded the same each way.",
     ]
     return "\n".join(lines) + "\n"
 
