@@ -465,6 +465,8 @@ class Wrap:
 
     @classmethod
     def read(cls, r: Reader, raw_len: int) -> "Wrap":
+        """The record at `r`, of a block of `raw_len` bytes: a zero width, or an exception the block
+        cannot hold, is refused before any decoding."""
         width = r.varint(MAX_WRAP_WIDTH, "the line-wrap width")
         if not width:
             raise FormatError("corrupted file: a block's line-wrap width is zero")
