@@ -28,8 +28,8 @@ still fit (a hand break, the end of a verse line) is left as an LF, which the de
 where the wrap would break is an exception, recorded, so the decoder, walking the same candidates in
 the same order, restores every break exactly. The encoder uses the filter only where the record is
 small beside what it saves: at least `BREAKS_PER_RECORD_BYTE` joined breaks per byte of record,
-each kept break counted as a byte (hand-wrapped text, code and tables do not pass). Joining keeps the block's length, so only its
-CRC-32 checks the result.
+each kept break counted as a byte (hand-wrapped text, code and tables do not pass). Joining keeps
+the block's length, so only its CRC-32 checks the result.
 """
 from __future__ import annotations
 
@@ -155,18 +155,20 @@ class _Lines:
 
 def plan_wrap(text: bytes) -> Wrap | None:
     """The record that restores `text`'s soft breaks after `join_lines`, or None where the filter
-    does not pay: no soft breaks, or fewer than BREAKS_PER_RECORD_BYTE of them per record byte."""
+    does not pay: no soft breaks, or fewer joined ones than BREAKS_PER_RECORD_BYTE per record byte,
+    each break left as an LF counted as a record byte."""
     return _Lines(text).plan()
 
 
 def soft_breaks(text: bytes) -> int:
-    """LFs between two non-blank bytes: the line breaks `join_lines` codes as spaces."""
+    """LFs between two non-blank bytes: the line breaks `join_lines` may code as spaces."""
     return int(np.count_nonzero(_Lines(text).breaks))
 
 
 def wrap_for(text: bytes, width: int | None = None) -> Wrap | None:
     """The record of `text`'s soft breaks for a greedy wrap at `width` columns (None: at the width
-    with the fewest exceptions, the narrowest of equals); None where the text has no soft break."""
+    that costs least, kept breaks and exceptions weighed as measured, the narrowest of equals); None
+    where the text has no soft break."""
     return _Lines(text).wrap(width)
 
 

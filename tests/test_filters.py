@@ -147,12 +147,18 @@ def test_a_greedy_wrap_is_found_at_its_width_without_exceptions(width):
     assert rewrap(joined, wrap) == text
 
 
-def test_a_break_where_the_line_would_fit_stays_an_lf():
+def _with_hand_break() -> tuple[bytes, int, int]:
+    """A paragraph wrapped at 65 whose first line's last word is on a line of its own (a hand
+    break), with where that break and the first line's end are."""
     text = bytearray(_wrapped(65, paragraphs=1))
     line_end = text.index(b"\n")
     early = text.rindex(b" ", 0, line_end)
-    text[early] = ord("\n")  # the first line's last word on a line of its own (a hand break)
-    text = bytes(text)
+    text[early] = ord("\n")
+    return bytes(text), early, line_end
+
+
+def test_a_break_where_the_line_would_fit_stays_an_lf():
+    text, early, line_end = _with_hand_break()
     # Both that break and the one after the word (where the next word would still fit) stay LFs:
     # the wrap needs no exception for them.
     wrap = wrap_for(text)
@@ -164,14 +170,11 @@ def test_a_break_where_the_line_would_fit_stays_an_lf():
 
 def test_a_record_of_an_earlier_writer_still_restores_its_text():
     """An earlier writer joined every soft break and recorded the two above as exceptions."""
-    text = bytearray(_wrapped(65, paragraphs=1))
-    line_end = text.index(b"\n")
-    early = text.rindex(b" ", 0, line_end)
-    text[early] = ord("\n")
-    all_joined = bytes(text[:-1]).replace(b"\n", b" ") + b"\n"
+    text, early, line_end = _with_hand_break()
+    all_joined = text[:-1].replace(b"\n", b" ") + b"\n"
     exceptions = (all_joined[:early].count(b" "), all_joined[:line_end].count(b" "))
-    assert rewrap(all_joined, Wrap(65, exceptions)) == bytes(text)
-    assert rewrap(all_joined, Wrap(65, ())) != bytes(text)  # without them it differs
+    assert rewrap(all_joined, Wrap(65, exceptions)) == text
+    assert rewrap(all_joined, Wrap(65, ())) != text  # without them it differs
 
 
 def test_a_space_where_the_wrap_would_break_is_recorded():
