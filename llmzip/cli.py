@@ -186,6 +186,13 @@ def build_parser() -> argparse.ArgumentParser:
     _add_block_options(dec, compressing=False)
     _add_model_options(dec, coding=False)
     _add_ray_options(dec)
+    test = sub.add_parser("test", aliases=["t"], help="decompress files and check them, writing nothing (gzip -t)")
+    test.add_argument("files", nargs="*", metavar="FILE", help="input files; none or '-' reads standard input")
+    test.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    test.add_argument("-v", "--verbose", action="store_true", help="name each file that passes, with its sizes")
+    _add_model_options(test, coding=False)
+    _add_ray_options(test)
+    test.set_defaults(output=None, stdout=False, keep=True, force=False)
     info = sub.add_parser("info", help="show what a .llmz file says about itself")
     info.add_argument("files", nargs="+", metavar="FILE")
     from .measure.cli import add_bench_parser
@@ -354,12 +361,23 @@ class _Codecs:
             ray.shutdown()
 
 
+class _Discard(io.RawIOBase):
+    """Where `llmzip test` writes: every block is decoded and checked, and nothing is kept."""
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data) -> int:
+        return len(data)
+
+
 def _process_one(args, name: str, codecs: _Codecs) -> None:
     compressing = args.command in ("compress", "c")
+    testing = args.command in ("test", "t")
     opened, in_path = _open_input(name)
     source = opened
     try:
-        out_path = _output_path(args, in_path, compressing)
+        out_path = None if testing else _output_path(args, in_path, compressing)
         if out_path is None and compressing and sys.stdout.isatty() and not args.force:
             raise FileError("compressed data not written to a terminal; use -f to force, or -o FILE")
         if out_path is not None and in_path is not None and (_same_file(in_path, out_path) or
@@ -383,7 +401,9 @@ def _process_one(args, name: str, codecs: _Codecs) -> None:
             return codec.decompress_stream(source, target, bar)
 
         try:
-            if out_path is None:
+            if testing:
+                stats = run(_Discard())
+            elif out_path is None:
                 stats = run(sys.stdout.buffer)
                 sys.stdout.buffer.flush()
             else:
@@ -396,6 +416,9 @@ def _process_one(args, name: str, codecs: _Codecs) -> None:
             opened.close()
     if compressing and not args.quiet:
         _report(label, stats, args.verbose)
+    elif testing and args.verbose:  # gzip -tv: a line for each file that passes
+        print(f"{label}: OK ({stats.compressed_bytes} -> {stats.original_bytes} bytes, {stats.seconds:.1f} s)",
+              file=sys.stderr)
     elif args.verbose and not args.quiet and args.range is not None:
         print(f"{label}: {stats.original_bytes} bytes from {stats.blocks} block(s), {stats.seconds:.1f} s",
               file=sys.stderr)

@@ -100,3 +100,23 @@ def test_stdin_to_stdout_and_report(llama_dir, alice, tmp_path):
     bad = subprocess.run(cmd + ["decompress", "--model", str(llama_dir)], input=comp.stdout[:-7],
                          capture_output=True, env=env)
     assert bad.returncode == 1 and b"Traceback" not in bad.stderr and b"truncated" in bad.stderr
+
+
+def test_test_command_checks_and_writes_nothing(llama_dir, text_file, tmp_path, capsys):
+    assert main(["compress", *_args(llama_dir, "-k", str(text_file))]) == 0
+    packed = text_file.with_name("alice.txt.llmz")
+    listing = sorted(tmp_path.iterdir())
+    capsys.readouterr()
+    assert main(["test", "-v", "--model", str(llama_dir), str(packed)]) == 0  # gzip -tv
+    captured = capsys.readouterr()
+    assert captured.out == "" and captured.err.startswith("alice.txt.llmz: OK (")
+    assert sorted(tmp_path.iterdir()) == listing  # nothing written, the input kept
+    # a byte flipped mid-file: refused in one line, exit 1, the next file still tested, nothing written
+    broken = tmp_path / "broken.llmz"
+    data = bytearray(packed.read_bytes())
+    data[len(data) // 2] ^= 0x10
+    broken.write_bytes(bytes(data))
+    assert main(["t", *_args(llama_dir, str(broken), str(packed))]) == 1  # the alias; the good file still tested
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("llmzip: ") and "broken.llmz" in err[0]
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([p.name for p in listing] + ["broken.llmz"])
