@@ -218,9 +218,11 @@ def _atomic_output(path: Path, force: bool, like: Path | None) -> Iterator[Binar
             yield out
             out.flush()
             os.fsync(out.fileno())
-        if like is not None:
+        if like is not None:  # as xz and zstd do: the input's permissions and times go to the output
             with contextlib.suppress(OSError):
-                os.chmod(tmp, like.stat().st_mode & 0o7777)
+                source = like.stat()
+                os.chmod(tmp, source.st_mode & 0o7777)
+                os.utime(tmp, ns=(source.st_atime_ns, source.st_mtime_ns))
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(OSError):
@@ -407,7 +409,7 @@ def _process_one(args, name: str, codecs: _Codecs) -> None:
                 stats = run(sys.stdout.buffer)
                 sys.stdout.buffer.flush()
             else:
-                with _atomic_output(out_path, args.force, in_path) as target:
+                with _atomic_output(out_path, args.force, None if args.range else in_path) as target:  # a piece is new
                     stats = run(target)
         finally:
             bar.close()

@@ -23,11 +23,16 @@ def _args(model_dir, *rest):
 
 
 def test_compress_then_decompress_in_place(llama_dir, text_file, alice):
+    text_file.chmod(0o640)
+    os.utime(text_file, ns=(1_600_000_000_123_456_789, 1_500_000_000_987_654_321))
     assert main(["compress", *_args(llama_dir, "--context", "64", str(text_file))]) == 0
     packed = text_file.with_name("alice.txt.llmz")
     assert packed.exists() and not text_file.exists()  # like gzip: the input goes unless -k
     assert main(["decompress", *_args(llama_dir, str(packed))]) == 0
     assert text_file.read_bytes() == alice[:500] and not packed.exists()
+    # permissions and modification time travel through both steps, as with xz and zstd
+    assert text_file.stat().st_mode & 0o777 == 0o640
+    assert text_file.stat().st_mtime_ns == 1_500_000_000_987_654_321
 
 
 def test_keep_force_and_existing_output(llama_dir, text_file):
