@@ -17,7 +17,7 @@ import threading
 from typing import Any
 
 from . import _openmp  # noqa: F401  (first of llmzip's modules: it must run before torch loads)
-from .codec import BLOCK_BYTES, Codec, Progress, Stats, StreamCompressor
+from .codec import BLOCK_BYTES, Codec, Progress, Stats, StreamCompressor, StreamDecompressor
 from .container import FORMAT_VERSION
 from .errors import (
     ChecksumError,
@@ -72,7 +72,7 @@ def decompress(data: bytes, model: Any = None, *, device: Any = None, dtype: Any
 
 
 __all__ = [
-    "compress", "decompress", "open", "LLMZipFile", "inspect", "Codec", "StreamCompressor", "Progress", "Stats", "FileInfo", "load_model",
+    "compress", "decompress", "open", "LLMZipFile", "inspect", "Codec", "StreamCompressor", "StreamDecompressor", "Progress", "Stats", "FileInfo", "load_model",
     "LoadedModel", "DEFAULT_MODEL", "FORMAT_VERSION", "LLMZipError", "FormatError", "ChecksumError",
     "ModelError", "ModelMismatchError", "UnsupportedParameterError",
 ]

@@ -530,14 +530,13 @@ class Codec:
             if progress is not None:
                 progress(Progress(consumed, stats.tokens))
             yield data
-        trailer = reader.trailer
-        if trailer is not None and (trailer.total_len != stats.original_bytes or trailer.total_crc != total_crc):
-            raise ChecksumError("corrupted file: the decoded data does not match the stored length and checksum")
-        stats.compressed_bytes = consumed + reader.tail_size
-        stats.header_bytes = stats.compressed_bytes - stats.side_bytes - stats.stream_bytes
-        stats.seconds = time.perf_counter() - started
+        _check_end(reader, stats, consumed, total_crc, started)
         if progress is not None:
             progress(Progress(stats.compressed_bytes, stats.tokens))
+
+    def decompressor(self, progress: ProgressCallback | None = None) -> "StreamDecompressor":
+        """A push-based decompressor, as `lzma.LZMADecompressor`: feed it .llmz bytes in pieces."""
+        return StreamDecompressor(self, progress)
 
     def decompress_stream(self, source: BinaryIO, target: BinaryIO,
                           progress: ProgressCallback | None = None) -> Stats:
@@ -650,6 +649,17 @@ class Codec:
         `check_header`; progress counts the block's original bytes and tokens."""
         stats = stats if stats is not None else Stats()
         return self._decode_counted(block, header, stats, progress, 0, block.raw_len)
+
+
+def _check_end(reader: StreamReader, stats: Stats, consumed: int, total_crc: int, started: float) -> None:
+    """After the end has been read: versions 1 and 2 store the length and CRC-32 of the whole
+    (version 3 checks each block against the index as it goes); the statistics are completed."""
+    trailer = reader.trailer
+    if trailer is not None and (trailer.total_len != stats.original_bytes or trailer.total_crc != total_crc):
+        raise ChecksumError("corrupted file: the decoded data does not match the stored length and checksum")
+    stats.compressed_bytes = consumed + reader.tail_size
+    stats.header_bytes = stats.compressed_bytes - stats.side_bytes - stats.stream_bytes
+    stats.seconds = time.perf_counter() - started
 
 
 @contextlib.contextmanager
@@ -765,3 +775,118 @@ class StreamCompressor:
         self._crc = container.crc32(data, self._crc)
         if progress is not None:
             progress(Progress(self._writer.raw_total, stats.tokens))
+
+
+class _NeedInput(Exception):
+    """The bytes fed so far end inside the header, block or end being read."""
+
+
+class _Feed:
+    """The bytes given to a StreamDecompressor, read as a stream whose reads never come up short:
+    a read past what has arrived raises _NeedInput, and the reader starts that unit again later."""
+
+    def __init__(self) -> None:
+        self.data = bytearray()
+        self.pos = 0
+
+    def read(self, n: int) -> bytes:
+        if self.pos + n > len(self.data):
+            raise _NeedInput
+        chunk = bytes(self.data[self.pos : self.pos + n])
+        self.pos += n
+        return chunk
+
+    def drop_read(self) -> None:
+        """Forget the bytes of the units read whole: memory holds at most one block."""
+        del self.data[: self.pos]
+        self.pos = 0
+
+
+class StreamDecompressor:
+    """Push-based decompression in the manner of `lzma.LZMADecompressor`.
+
+    `decompress(data)` takes .llmz bytes in pieces of any size and returns the original as far as
+    whole blocks have arrived, each only after its checksum holds (`max_length` caps the bytes
+    returned; the rest waits for the next call). The header is checked against the codec as soon
+    as it has arrived. After the end: `eof` is true once every byte has been returned,
+    `unused_data` holds what followed the end, and `stats` is complete.
+    """
+
+    def __init__(self, codec: Codec, progress: ProgressCallback | None = None):
+        self._codec, self._progress = codec, progress
+        self._feed = _Feed()
+        self._reader = StreamReader(self._feed, at_end=False)  # bytes after the end are the caller's
+        self._header: Header | None = None
+        self._consumed = 0  # bytes of the file read as whole units
+        self._total_crc = 0
+        self._out = bytearray()
+        self._ended = False
+        self._more = False  # whole blocks may be waiting: decompress() stopped at max_length
+        self._started = time.perf_counter()
+        self.stats = Stats()
+        self.unused_data = b""
+
+    @property
+    def eof(self) -> bool:
+        """Whether the end of the stream has been read and all the original returned."""
+        return self._ended and not self._out
+
+    @property
+    def needs_input(self) -> bool:
+        """Whether `decompress` needs more input before it can return more of the original."""
+        return not self._ended and not self._out and not self._more
+
+    def decompress(self, data: bytes, max_length: int = -1) -> bytes:
+        if self.eof:
+            raise EOFError("already at the end of the llmzip stream")
+        if self._ended:
+            self.unused_data += data
+        else:
+            self._feed.data += data
+        while (max_length < 0 or len(self._out) < max_length) and self._read_unit():
+            pass
+        self._more = not self._ended and 0 <= max_length <= len(self._out)
+        cut = len(self._out) if max_length < 0 else max_length
+        piece = bytes(self._out[:cut])
+        del self._out[:cut]
+        return piece
+
+    def _read_unit(self) -> bool:
+        """Read and act on the next header, block or end if it has arrived whole: False if not."""
+        if self._ended:
+            return False
+        start = self._feed.pos
+        try:
+            if self._header is None:
+                header, size = self._reader.read_header()
+                self._codec.check_header(header)
+                self._header = header
+                self._consumed += size
+            elif (item := self._reader.next_block(self._header)) is None:
+                self._end()
+            else:
+                self._decode(*item)
+        except _NeedInput:
+            self._feed.pos = start
+            return False
+        self._feed.drop_read()
+        return not self._ended
+
+    def _decode(self, block: Block, size: int) -> None:
+        stats, progress = self.stats, self._progress
+        data = self._codec._decode_counted(block, self._header, stats, progress, self._consumed, size)
+        self._consumed += size
+        self._total_crc = container.crc32(data, self._total_crc)
+        stats.original_bytes += len(data)
+        self._out += data
+        if progress is not None:
+            progress(Progress(self._consumed, stats.tokens))
+
+    def _end(self) -> None:
+        _check_end(self._reader, self.stats, self._consumed, self._total_crc, self._started)
+        self._ended = True
+        self.unused_data = bytes(self._feed.data[self._feed.pos :])
+        self._feed.data.clear()
+        self._feed.pos = 0
+        if self._progress is not None:
+            self._progress(Progress(self.stats.compressed_bytes, self.stats.tokens))

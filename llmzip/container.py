@@ -700,16 +700,20 @@ class ContainerWriter:
 class StreamReader:
     """Reads a container from a binary stream piece by piece, validating as it goes.
 
-    After `blocks()` ends: `total_len` (the original's length), `trailer` (versions 1 and 2: the
-    stored length and CRC-32, for the caller to check against the data) and `tail_size` (bytes
-    of the end: trailer, or end tag, index and footer).
+    After the end has been read: `total_len` (the original's length), `trailer` (versions 1 and 2:
+    the stored length and CRC-32, for the caller to check against the data) and `tail_size`
+    (bytes of the end: trailer, or end tag, index and footer). `at_end` refuses bytes after the
+    end; a reader over a stream that may go on (a push decompressor) leaves them to its caller.
     """
 
-    def __init__(self, source: BinaryIO):
+    def __init__(self, source: BinaryIO, at_end: bool = True):
         self.source = source
         self.trailer: Trailer | None = None
         self.total_len: int | None = None
         self.tail_size = 0
+        self._check_at_end = at_end
+        self._sizes, self._raw_lens = array("Q"), array("Q")  # of the blocks read so far
+        self._next_start = 0  # where the next block must start in the original
 
     def _read_exact(self, n: int, what: str) -> bytes:
         if n <= _READ_CHUNK:
@@ -759,49 +763,55 @@ class StreamReader:
 
     def blocks(self, header: Header) -> Iterator[tuple[Block, int]]:
         """Yield (block, its size on disk), each checked to be the next one; ends after the end."""
-        if header.version >= 3:
-            yield from self._blocks_v3(header)
-            return
-        total = 0
-        while True:
-            tag = self._read_exact(1, "the block list")[0]
-            if tag == END_TAG:
-                total_len = self._read_varint("the trailer", MAX_TOTAL_BYTES)
-                total_crc = int.from_bytes(self._read_exact(4, "the trailer"), "little")
-                self.trailer = Trailer(total_len, total_crc)
-                self.tail_size = len(self.trailer.to_bytes())
-                self.total_len = total
-                self._expect_eof()
-                return
-            if tag != BLOCK_TAG:
-                raise FormatError(f"corrupted file: unknown block tag {tag}")
-            framing = bytearray([tag])
-            body_len = self._read_varint("a block length", MAX_BLOCK_BYTES, framing)
-            body = self._read_exact(body_len, "a block")
-            block = Block.from_bytes(body, header, raw_start=total)
-            total += block.raw_len
-            yield block, len(framing) + body_len
+        while (item := self.next_block(header)) is not None:
+            yield item
 
-    def _blocks_v3(self, header: Header) -> Iterator[tuple[Block, int]]:
-        sizes, raw_lens = array("Q"), array("Q")
-        expected = 0
-        while True:
-            framing = bytearray()
-            body_len = self._read_varint("a block length", MAX_BLOCK_BYTES, framing)
-            if body_len == 0:  # the end tag
-                break
-            body = self._read_exact(body_len, "a block")
-            block = Block.from_bytes(body, header)
-            if block.raw_start != expected:
-                # Checked before the block is decoded, so none of its bytes can be written.
-                raise FormatError(
-                    f"corrupted file: block {len(sizes)} starts at byte {block.raw_start} of the original, "
-                    f"not at byte {expected}: a block was removed, repeated or reordered")
-            expected += block.raw_len
-            sizes.append(len(framing) + body_len)
-            raw_lens.append(block.raw_len)
-            yield block, len(framing) + body_len
-        # The index must describe exactly the blocks just read (a reader that seeks relies on it).
+    def next_block(self, header: Header) -> tuple[Block, int] | None:
+        """The next block and its size on disk, or None once the end has been read and checked.
+
+        The reader's state changes only after a whole block (or the whole end) has been read, so a
+        caller whose source ran dry can rewind it to where this call began and call again.
+        """
+        if header.version < 3:
+            return self._next_block_v2(header)
+        framing = bytearray()
+        body_len = self._read_varint("a block length", MAX_BLOCK_BYTES, framing)
+        if body_len == 0:  # the end tag
+            self._read_index()
+            return None
+        body = self._read_exact(body_len, "a block")
+        block = Block.from_bytes(body, header)
+        if block.raw_start != self._next_start:
+            # Checked before the block is decoded, so none of its bytes can be written.
+            raise FormatError(
+                f"corrupted file: block {len(self._sizes)} starts at byte {block.raw_start} of the original, "
+                f"not at byte {self._next_start}: a block was removed, repeated or reordered")
+        self._next_start += block.raw_len
+        self._sizes.append(len(framing) + body_len)
+        self._raw_lens.append(block.raw_len)
+        return block, len(framing) + body_len
+
+    def _next_block_v2(self, header: Header) -> tuple[Block, int] | None:
+        tag = self._read_exact(1, "the block list")[0]
+        if tag == END_TAG:
+            total_len = self._read_varint("the trailer", MAX_TOTAL_BYTES)
+            total_crc = int.from_bytes(self._read_exact(4, "the trailer"), "little")
+            self._finish(len(Trailer(total_len, total_crc).to_bytes()))
+            self.trailer = Trailer(total_len, total_crc)
+            return None
+        if tag != BLOCK_TAG:
+            raise FormatError(f"corrupted file: unknown block tag {tag}")
+        framing = bytearray([tag])
+        body_len = self._read_varint("a block length", MAX_BLOCK_BYTES, framing)
+        body = self._read_exact(body_len, "a block")
+        block = Block.from_bytes(body, header, raw_start=self._next_start)
+        self._next_start += block.raw_len
+        return block, len(framing) + body_len
+
+    def _read_index(self) -> None:
+        """The end of a version 3 file, after its end tag: the index must describe exactly the
+        blocks just read (a reader that seeks relies on it)."""
+        sizes = self._sizes
         index = bytearray()
         count = self._read_varint("the block index", MAX_TOTAL_BYTES, index)
         if count != len(sizes):
@@ -809,18 +819,18 @@ class StreamReader:
         for k in range(count - 1):
             size = self._read_varint("the block index", MAX_TOTAL_BYTES, index)
             raw_len = self._read_varint("the block index", MAX_TOTAL_BYTES, index)
-            if (size, raw_len) != (sizes[k], raw_lens[k]):
+            if (size, raw_len) != (sizes[k], self._raw_lens[k]):
                 raise FormatError(f"corrupted file: the block index does not match block {k}")
         footer = _backward_varint(len(index))
         if self._read_exact(len(footer), "the index footer") != footer:
             raise FormatError("corrupted file: the index length at the end of the file does not match the index")
-        self.tail_size = 1 + len(index) + len(footer)
-        self.total_len = expected
-        self._expect_eof()
+        self._finish(1 + len(index) + len(footer))
 
-    def _expect_eof(self) -> None:
-        if self.source.read(1):
+    def _finish(self, tail_size: int) -> None:
+        if self._check_at_end and self.source.read(1):
             raise FormatError("corrupted file: unexpected data after the end of the llmzip stream")
+        self.tail_size = tail_size
+        self.total_len = self._next_start
 
 
 def read_all(blob: bytes) -> tuple[Header, list[Block], StreamReader]:
