@@ -72,7 +72,7 @@ def decompress(data: bytes, model: Any = None, *, device: Any = None, dtype: Any
 
 
 __all__ = [
-    "compress", "decompress", "open", "LLMZipFile", "inspect", "Codec", "StreamCompressor", "StreamDecompressor", "Progress", "Stats", "FileInfo", "load_model",
-    "LoadedModel", "DEFAULT_MODEL", "FORMAT_VERSION", "LLMZipError", "FormatError", "ChecksumError",
-    "ModelError", "ModelMismatchError", "UnsupportedParameterError",
+    "compress", "decompress", "open", "LLMZipFile", "inspect", "Codec", "StreamCompressor", "StreamDecompressor",
+    "Progress", "Stats", "FileInfo", "load_model", "LoadedModel", "DEFAULT_MODEL", "FORMAT_VERSION", "LLMZipError",
+    "FormatError", "ChecksumError", "ModelError", "ModelMismatchError", "UnsupportedParameterError",
 ]
