@@ -100,6 +100,10 @@ def _add_model_options(p: argparse.ArgumentParser, coding: bool) -> None:
     p.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: the file's, or a GPU if present)")
     p.add_argument("--dtype", default=None, choices=["float32", "bfloat16", "float16"],
                    help="model dtype (default: float32 on CPU, bfloat16 on GPU; a file's own when decompressing)")
+    p.add_argument("--threads", type=int, default=None,
+                   help="CPU threads (default: torch's; a float engine's file records them and decodes with the same)"
+                   if coding else "CPU threads for a portable file (default: torch's; a float engine's file decodes "
+                                  "with the threads it records)")
     if coding:
         from .levels import BEST, DEFAULT_LEVEL, FASTEST, LEVELS
 
@@ -130,8 +134,6 @@ def _add_model_options(p: argparse.ArgumentParser, coding: bool) -> None:
         p.add_argument("--batch", type=int, default=None,
                        help="windows per model call (portable engine: 1 on CPU, on GPU from free memory, not "
                             "recorded; float engines: 16 on CPU, on GPU from free memory up to 512, recorded)")
-        p.add_argument("--threads", type=int, default=None,
-                       help="CPU threads (default: torch's; a float engine's file records them and decodes with the same)")
         p.add_argument("--quantizer", default="auto", choices=["auto", "int-v1", "torch-v1", "triton-v1"],
                        help="logits-to-frequencies implementation (default: int-v1 with the portable engine; "
                             "else triton-v1 on GPU, torch-v1 on CPU)")
@@ -335,10 +337,10 @@ class _Codecs:
         key = (device, dtype)
         if key not in self._cache:
             a = self.args
-            kwargs = dict(device=device, dtype=dtype)
+            kwargs = dict(device=device, dtype=dtype, threads=a.threads)
             if a.command in ("compress", "c"):
                 kwargs.update(preset=a.level, context=a.context, carry=a.carry, lane_tokens=a.lane_tokens,
-                              mixer=a.mixer, batch=a.batch, quantizer=a.quantizer, threads=a.threads, engine=a.engine,
+                              mixer=a.mixer, batch=a.batch, quantizer=a.quantizer, engine=a.engine,
                               keep_line_ends=a.keep_line_ends)
             self._cache[key] = (Codec if a.ray is None else self._ray_codec)(a.model, **kwargs)
         return self._cache[key]

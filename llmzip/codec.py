@@ -501,7 +501,9 @@ class Codec:
                 fraction = done[0] / block.n_tokens if block.n_tokens else 1.0
                 progress(Progress(consumed + int(fraction * size), tokens_before + done[0]))
 
-        with _coding(header.threads, header.batch, compressing=False):
+        # A float engine's file decodes with the threads it records (they enter its numbers); a
+        # portable file records none and runs with this codec's.
+        with _coding(header.threads or self.threads, header.batch, compressing=False):
             data = self._decode_block(block, header, stats, on_step)
         stats.blocks += 1
         stats.side_bytes += block.side_bytes(header.version)

@@ -106,6 +106,26 @@ def test_thread_count_is_recorded_and_reproduced(gpt2, alice):
     assert Codec(gpt2, threads=1).decompress(blob) == alice[:400]
 
 
+def test_a_portable_file_decodes_with_the_threads_asked_for(llama, alice):
+    """A portable file records no thread count: the decoder runs with its own (as xz -T), and
+    a float engine's file with the count it records, whatever the decoder was given."""
+    import torch
+
+    def threads_while_decoding(codec: Codec, blob: bytes, expected: bytes) -> int:
+        seen = []  # the first progress report comes from inside the decoding loop
+        assert codec.decompress(blob, lambda p: seen.append(torch.get_num_threads())) == expected
+        return seen[0]
+
+    blob = Codec(llama, context=48).compress(alice[:300])
+    assert inspect(blob).header.threads == 0
+    before = torch.get_num_threads()
+    for threads in (1, 2):
+        assert threads_while_decoding(Codec(llama, threads=threads), blob, alice[:300]) == threads
+        assert torch.get_num_threads() == before
+    float_file = Codec(llama, context=48, engine="transformers", threads=2).compress(alice[:200])
+    assert threads_while_decoding(Codec(llama, threads=1), float_file, alice[:200]) == 2
+
+
 def test_version_1_files_still_decode(llama, alice):
     """A file as version 1 wrote it (16-byte fingerprints, no engine or stream_windows fields, one
     stream per batch, blocks without sequence numbers, a trailer with the total CRC-32) decodes
