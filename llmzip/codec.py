@@ -825,6 +825,7 @@ class StreamDecompressor:
         self._ended = False
         self._more = False  # whole blocks may be waiting: decompress() stopped at max_length
         self._started = time.perf_counter()
+        self._failed: Exception | None = None
         self.stats = Stats()
         self.unused_data = b""
 
@@ -839,14 +840,20 @@ class StreamDecompressor:
         return not self._ended and not self._out and not self._more
 
     def decompress(self, data: bytes, max_length: int = -1) -> bytes:
+        if self._failed is not None:  # going on would skip the refused block: refuse again
+            raise self._failed
         if self.eof:
             raise EOFError("already at the end of the llmzip stream")
         if self._ended:
             self.unused_data += data
         else:
             self._feed.data += data
-        while (max_length < 0 or len(self._out) < max_length) and self._read_unit():
-            pass
+        try:
+            while (max_length < 0 or len(self._out) < max_length) and self._read_unit():
+                pass
+        except Exception as exc:
+            self._failed = exc
+            raise
         self._more = not self._ended and 0 <= max_length <= len(self._out)
         cut = len(self._out) if max_length < 0 else max_length
         piece = bytes(self._out[:cut])

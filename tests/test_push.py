@@ -98,5 +98,8 @@ def test_refusals_come_as_soon_as_their_unit_arrives(codec, gpt2, several_blocks
     damaged[start_of_third + 2] ^= 0x40
     d = codec.decompressor()
     assert d.decompress(bytes(damaged[:start_of_third])) == data[: blocks[0].raw_len + blocks[1].raw_len]
-    with pytest.raises((ChecksumError, FormatError)):
+    with pytest.raises((ChecksumError, FormatError)) as refused:
         d.decompress(bytes(damaged[start_of_third:]))
+    # and it stays refused: nothing after the damaged block comes out as if the block were not there
+    with pytest.raises(type(refused.value)):
+        d.decompress(b"")
