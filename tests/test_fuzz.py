@@ -5,12 +5,13 @@ Three kinds of test:
 
 * hypothesis properties: round trips of arbitrary binary and text mixes, and decompression of
   arbitrary byte strings (bare, behind the magic bytes, behind a valid header);
-* a mutation fuzzer over a small valid multi-block file: truncation at every length, bit flips
-  (every bit of the header, a sampled bit of every byte after it), length fields inflated or
-  re-encoded, byte insertions, deletions and duplications, other tools' output spliced in;
+* a mutation fuzzer over a small valid multi-block file, decoded from a stream and pushed in
+  pieces (`Codec.decompressor`): truncation at every length, bit flips (every bit of the header,
+  a sampled bit of every byte after it), length fields inflated or re-encoded, byte insertions,
+  deletions and duplications, other tools' output spliced in;
 * hand-made hostile files: sizes that would take memory or model time before failing.
 
-The default ("ci") budget keeps this file under a minute on two busy cores. The long run is
+The default ("ci") budget keeps this file to about a minute on two cores. The long run is
 `bench/fuzz_long.sh` (that is, `LLMZIP_FUZZ=long python -m pytest tests/test_fuzz.py`): 5000
 examples per property (LLMZIP_FUZZ_EXAMPLES=N to change) and every bit of the file flipped.
 """
@@ -126,7 +127,8 @@ class _Recorder(io.RawIOBase):
 
 def check_decode(codec: Codec, blob: bytes, original: bytes, pieces: frozenset = frozenset()) -> str:
     """The property: exact original data, or an LLMZipError; and whatever was written before an
-    error is whole blocks the encoder wrote (each block's CRC is checked before it is written)."""
+    error is whole blocks the encoder wrote (each block's CRC is checked before it is written).
+    The push decompressor, fed the same bytes in pieces, must agree (`_check_push`)."""
     target = _Recorder()
     try:
         with _time_limit(SECONDS_PER_CASE):
@@ -135,9 +137,34 @@ def check_decode(codec: Codec, blob: bytes, original: bytes, pieces: frozenset =
         assert str(exc) and "\n" not in str(exc)
         for chunk in target.chunks:
             assert chunk in pieces, "a block that the encoder never wrote was written out"
-        return type(exc).__name__
-    assert b"".join(target.chunks) == original, "decompression returned wrong data without an error"
-    return "ok"
+        outcome = type(exc).__name__
+    else:
+        assert b"".join(target.chunks) == original, "decompression returned wrong data without an error"
+        outcome = "ok"
+    _check_push(codec, blob, original, pieces, outcome)
+    return outcome
+
+
+def _check_push(codec: Codec, blob: bytes, original: bytes, pieces: frozenset, pulled: str) -> None:
+    """Fed in pieces of 7 bytes: the original at the end, an LLMZipError, or (a file cut short, or
+    not an llmzip file's length yet) a wait for more; only whole blocks come out before either."""
+    decompressor = codec.decompressor()
+    out = []
+    try:
+        with _time_limit(SECONDS_PER_CASE):
+            for at in range(0, len(blob), 7):
+                if decompressor.eof:
+                    break
+                out.append(decompressor.decompress(blob[at : at + 7]))
+    except LLMZipError as exc:
+        assert str(exc) and "\n" not in str(exc) and pulled != "ok"
+    else:
+        if decompressor.eof:  # bytes after the end are the caller's (unused_data), not an error
+            assert b"".join(out) == original, "push decompression returned wrong data without an error"
+            return
+        assert pulled != "ok", "a valid file fed whole did not reach its end"
+    for chunk in filter(None, out):
+        assert chunk in pieces, "push decompression gave out a block that the encoder never wrote"
 
 
 def check_arbitrary(codec: Codec, blob: bytes) -> None:
