@@ -9,13 +9,14 @@ A block's windows are coded by one of two loops, and the file header says which:
 The layout both share (lanes, their windows and carried context, streams) is `llmzip.schedule`;
 the compression level (`llmzip.levels`) chooses it, and the header records it. This module turns
 bytes into blocks (tokenized, with their side channel), blocks into a container, and checks what
-it reads back (header, sequence, checksums) before any byte comes out.
+it reads back (the header against the model through `llmzip.compat`, then the sequence of blocks
+and their checksums) before any byte comes out; it also gives the push-based objects of
+`lzma`'s API (StreamCompressor, StreamDecompressor).
 """
 from __future__ import annotations
 
 import contextlib
 import io
-import logging
 import time
 from dataclasses import dataclass, field
 from typing import BinaryIO, Callable, Iterator
@@ -23,24 +24,19 @@ from typing import BinaryIO, Callable, Iterator
 import numpy as np
 import torch
 
-from . import container, filters, levels, schedule
+from . import compat, container, filters, levels, schedule
 from .coder import CODER_ID
+from .compat import MAX_BATCH, PORTABLE_ATTENTION, PORTABLE_DEVICE_CLASS
 from .container import Block, BlockIndex, ContainerWriter, Header, StreamReader, crc32
-from .errors import ChecksumError, FormatError, ModelMismatchError, UnsupportedParameterError
-from .inference import ENGINES, TRANSFORMERS_ENGINE, fixed_numerics, pick_engine
+from .errors import ChecksumError, FormatError, UnsupportedParameterError
+from .inference import TRANSFORMERS_ENGINE, fixed_numerics, pick_engine
 from .lockstep import Lockstep
 from .models import LoadedModel, load_model, software_versions
 from .portable import PORTABLE_ENGINE, PortableLlama, coding as portable_coding, portable_problem
 from .portable.llama import QUERY_BLOCK, head_rows
-from .quantize import (INTEGER_QUANTIZER, PRECISION, QUANTIZERS, TORCH_QUANTIZER, TRITON_QUANTIZER, check_quantizer_id,
-                       quantizer_id)
-
-log = logging.getLogger(__name__)
+from .quantize import INTEGER_QUANTIZER, PRECISION, QUANTIZERS, TORCH_QUANTIZER, TRITON_QUANTIZER, quantizer_id
 
 BLOCK_BYTES = 1 << 20  # input bytes per block: bounds memory, costs one partial window per block
-# Windows stepped together: the decoder holds batch x vocabulary logits, so a file may not ask for
-# more (a 1 MiB block has only about 500 windows of 512 tokens anyway).
-MAX_BATCH = 1 << 12
 # Windows per coded stream. Streams are independent, so the device decoder runs one per program;
 # each costs a few bytes of termination, about 0.1% of 16 windows of 512 tokens.
 STREAM_WINDOWS = 16
@@ -110,10 +106,6 @@ def _auto_batch(model: LoadedModel, context: int) -> int:
     per_window = kv + model.vocab_size * (itemsize + 4 + 4 + 4)
     fits = max(1, free // 3 // per_window)
     return int(min(512, 1 << (int(fits).bit_length() - 1)))
-
-
-PORTABLE_DEVICE_CLASS = "any"  # what a portable file records: no device, dtype or thread count binds it
-PORTABLE_ATTENTION = "integer"
 
 
 def _choose_engine(name: str, quantizer: str, model: LoadedModel) -> str:
@@ -314,75 +306,8 @@ class Codec:
                       carry=self.layout.carry, lane_tokens=self.layout.lane_size, mixer=self.mixer)
 
     def check_header(self, header: Header) -> None:
-        """Refuse, with what to do, anything in the file this codec cannot reproduce."""
-        m = self.model
-        size = len(header.model_fingerprint)  # 16 bytes in version 1 files, 8 in version 2, 4 since
-        tokenizer_size = len(header.tokenizer_fingerprint)  # 0 since version 3: the model's covers it
-        if (header.model_fingerprint != m.fingerprint[:size]
-                or header.tokenizer_fingerprint != m.table.fingerprint[:tokenizer_size]):
-            named = f"{header.model_name!r}, fingerprint" if header.model_name else "fingerprint"
-            raise ModelMismatchError(
-                f"this file was compressed with model {named} {header.model_fingerprint.hex()[:12]}, not with "
-                f"{m.name!r} (fingerprint {m.fingerprint[:size].hex()}); pass that model with --model")
-        wrong = []
-        if header.bos_id != m.bos_id:
-            wrong.append(f"BOS id {header.bos_id} (model has {m.bos_id})")
-        if header.precision != PRECISION:
-            wrong.append(f"precision {header.precision} (this llmzip codes {PRECISION})")
-        if header.coder != CODER_ID:
-            wrong.append(f"coder {header.coder!r} (this install has {CODER_ID!r})")
-        if wrong:
-            raise UnsupportedParameterError("cannot decode this file: it needs " + "; ".join(wrong))
-        if header.software and header.engine != PORTABLE_ENGINE and header.software != software_versions():
-            log.warning("file written with %s, decoding with %s: if decoding fails, use those versions",
-                        header.software, software_versions())
-        if header.engine == PORTABLE_ENGINE:
-            self._check_portable_header(header)
-            return
-        if header.carry or header.lane_size != header.context:
-            raise FormatError(f"corrupted file: engine {header.engine!r} carries no context between windows")
-        if header.mixer != container.NO_MIXER:
-            raise FormatError(f"corrupted file: engine {header.engine!r} mixes in no second model")
-        if header.dtype != m.dtype_name:
-            raise UnsupportedParameterError(
-                f"this file was compressed in {header.dtype}; decompress with --dtype {header.dtype}")
-        if header.device_class != m.device_class:
-            raise UnsupportedParameterError(
-                f"this file was compressed on {header.device_class}, and this machine ({m.device_class}) "
-                "cannot reproduce its numbers exactly; decompress it on the same kind of device")
-        if header.attention != m.attention:
-            raise UnsupportedParameterError(
-                f"this file was compressed with {header.attention!r} attention, this model runs {m.attention!r}")
-        check_quantizer_id(header.quantizer, m.vocab_size)
-        if header.engine not in ENGINES:
-            raise UnsupportedParameterError(
-                f"this file was coded with engine {header.engine!r}, unknown to this llmzip: upgrade llmzip")
-        pick_engine(header.engine, m.model, m.device)  # refuses an engine this model or device cannot run
-        # The encoder refuses these too: a file that asks for more is corrupted or hostile, and
-        # would otherwise index past the position table or allocate batch x vocabulary logits.
-        limit = getattr(m.config, "max_position_embeddings", None)
-        if limit and header.context > int(limit):
-            raise FormatError(f"corrupted file: context {header.context} exceeds this model's {limit} positions")
-        if header.batch > MAX_BATCH:
-            raise FormatError(f"corrupted file: batch {header.batch} is above the limit {MAX_BATCH}")
-
-    def _check_portable_header(self, header: Header) -> None:
-        """A portable file binds no device, dtype, thread count or batch: only what decides its integers."""
-        m = self.model
-        problem = portable_problem(m.config)
-        if problem:
-            raise UnsupportedParameterError(f"this file was coded by the portable engine, but {problem}")
-        if m.dtype != torch.float32:
-            raise UnsupportedParameterError(
-                "this file was coded by the portable engine from float32 weights; decompress with --dtype float32")
-        if header.quantizer != INTEGER_QUANTIZER or header.attention != PORTABLE_ATTENTION:
-            raise FormatError(f"corrupted file: a portable file names quantizer {header.quantizer!r} "
-                              f"and attention {header.attention!r}")
-        limit = getattr(m.config, "max_position_embeddings", None)
-        if limit and header.context > int(limit):
-            raise FormatError(f"corrupted file: context {header.context} exceeds this model's {limit} positions")
-        if header.windows_per_stream() > MAX_BATCH:
-            raise FormatError(f"corrupted file: {header.windows_per_stream()} windows per stream is above {MAX_BATCH}")
+        """Refuse, with what to do, anything in the file this codec's model cannot reproduce."""
+        compat.check_header(header, self.model)
 
     # ------------------------------------------------------------------------------------------
     # Compression

@@ -91,7 +91,8 @@ def test_version_3_has_no_carried_context():
 def test_v3_defaults_are_the_codecs_defaults():
     """The defaults that let a header leave fields out are the codec's own defaults, or the
     default file would carry every field."""
-    from llmzip.codec import STREAM_WINDOWS, PORTABLE_ATTENTION, PORTABLE_DEVICE_CLASS
+    from llmzip.codec import STREAM_WINDOWS
+    from llmzip.compat import PORTABLE_ATTENTION, PORTABLE_DEVICE_CLASS
     from llmzip.coder import CODER_ID
     from llmzip.levels import DEFAULT_LEVEL, LEVELS
     from llmzip.portable import PORTABLE_ENGINE

@@ -37,7 +37,7 @@ from hypothesis import strategies as st
 
 import llmzip
 from llmzip import FORMAT_VERSION, Codec, FormatError, LLMZipError, inspect
-from llmzip.codec import MAX_BATCH
+from llmzip.compat import MAX_BATCH
 from llmzip.container import (MAGIC, Block, ContainerWriter, Header, Reader, StreamReader, crc16, crc32,
                               write_varint)
 from llmzip.tokenization import Layout, pack_side
