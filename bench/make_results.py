@@ -708,11 +708,18 @@ def line_ends_section(path: Path) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _soft_breaks(row: dict) -> str:
+    """All soft breaks, and (runs from 2026-12-05 on) how many the reflow filter joined and kept."""
+    if "joined_breaks" not in row:
+        return f"{row['soft_breaks']:,}"
+    return f"{row['soft_breaks']:,} ({row['joined_breaks']:,} / {row['kept_breaks']:,})"
+
+
 def _line_filters_table(rows: list[dict]) -> str:
-    return table(["file", "bytes", "CRLF / LF", "soft breaks", "kept bits/byte (tokens)", "line ends (tokens)",
+    return table(["file", "bytes", "CRLF / LF", "soft breaks (joined / kept as LF)", "kept bits/byte (tokens)", "line ends (tokens)",
                   "both (tokens)", "wrap record", "line ends gain", "reflow gain", "total gain",
                   "compress tok/s (kept / both)"],
-                 [[row["file"], f"{row['bytes']:,}", f"{row['crlf']:,} / {row['lf']:,}", f"{row['soft_breaks']:,}",
+                 [[row["file"], f"{row['bytes']:,}", f"{row['crlf']:,} / {row['lf']:,}", _soft_breaks(row),
                    f"{f(row['kept']['bits_per_byte'], '.4f')} ({row['kept']['tokens']:,})",
                    f"{f(row['line_ends']['bits_per_byte'], '.4f')} ({row['line_ends']['tokens']:,})",
                    f"{f(row['filtered']['bits_per_byte'], '.4f')} ({row['filtered']['tokens']:,})",

@@ -27,11 +27,16 @@ def test_line_ends_script_measures_every_way_and_renders(llama_dir, alice, tmp_p
     assert with_lf["line_ends"]["bytes"] == with_lf["kept"]["bytes"]  # no CRLF: the same file
     assert with_lf["filtered"]["tokens"] < with_lf["line_ends"]["tokens"]
     assert without["soft_breaks"] == 0 and without["kept"]["bytes"] == without["filtered"]["bytes"]
+    # every soft break of a block the filter takes is joined or kept as an LF; none in the others
+    for row in (with_crlf, with_lf):
+        assert row["joined_breaks"] > 0 and row["joined_breaks"] + row["kept_breaks"] == row["soft_breaks"]
+    assert without["joined_breaks"] == without["kept_breaks"] == 0
     make_results = _script("make_results")
     section = make_results.line_ends_section(out)
     assert "The line filters" in section and "crlf.txt" in section and "not used" in section
     assert f"{with_crlf['gain_percent']:+.2f}%" in section and f"{with_lf['reflow_gain_percent']:+.2f}%" in section
     assert "Whole files" not in section
+    assert f"{with_lf['soft_breaks']:,} ({with_lf['joined_breaks']:,} / {with_lf['kept_breaks']:,})" in section
     saved["settings"]["bytes"] = 0  # a run on whole files, beside the run on slices
     (tmp_path / "line_ends_whole.json").write_text(json.dumps(saved))
     both = make_results.line_ends_section(out)
