@@ -554,11 +554,9 @@ def _describe(name: str, info: FileInfo) -> str:
 
 def _check_usage(args) -> None:
     if args.ray is not None:
-        from .distributed import is_address
+        from .distributed import ray_address
 
-        if not is_address(args.ray):  # argparse took the first file for --ray's address
-            args.files.insert(0, args.ray)
-            args.ray = "local"
+        args.ray = ray_address(args.ray, args.files)
     if not args.files:
         args.files = ["-"]
     if args.output and len(args.files) > 1:

@@ -66,6 +66,15 @@ def is_address(text: str) -> bool:
     return text in ("auto", "local") or bool(_ADDRESS.fullmatch(text))
 
 
+def ray_address(value: str | None, inputs: list[str]) -> str | None:
+    """`--ray`'s address as the command means it. Given without one, argparse takes the first input
+    for its value: that input goes back to the front of `inputs`, and Ray is started here ("local")."""
+    if value is None or is_address(value):
+        return value
+    inputs.insert(0, value)
+    return "local"
+
+
 def connect(address: str | None = None) -> bool:
     """Use the Ray this process is connected to, else join `address` ("auto": the cluster this
     machine belongs to; "host:port" or "ray://host:port"), else (None or "local") start one here.
@@ -588,4 +597,4 @@ class RayCodec:
         return b"".join(self.iter_decompress_range(source, start, end, progress))
 
 
-__all__ = ["RAY_EXTRA", "RayCodec", "Worker", "WorkerPool", "connect", "is_address", "require_ray"]
+__all__ = ["RAY_EXTRA", "RayCodec", "Worker", "WorkerPool", "connect", "is_address", "ray_address", "require_ray"]

@@ -109,3 +109,6 @@ def test_cli_jsonl_usage(tmp_path, capsys):
     assert main(["bench", "--ray", str(corpus)]) == 2  # --ray writes rows: it needs --jsonl
     err = capsys.readouterr().err.splitlines()
     assert len(err) == 4 and all(line.startswith("llmzip: ") for line in err)
+    for option in ("--workers", "--context", "--batch", "--sample-bytes", "--repeats", "--threads"):
+        assert main(["bench", str(corpus), option, "0"]) == 2
+        assert capsys.readouterr().err.strip() == f"llmzip: {option} must be a positive number"

@@ -221,3 +221,9 @@ def test_ray_value_is_an_address_or_the_first_input():
         assert is_address(text), text
     for text in ("big.log", "corpus/", "notes.txt.llmz", "-", "/data/x:y"):
         assert not is_address(text), text
+    # a file taken for the address goes back in front of the inputs, and Ray starts here
+    from llmzip.distributed import ray_address
+
+    inputs = ["b.txt"]
+    assert ray_address("a.txt", inputs) == "local" and inputs == ["a.txt", "b.txt"]
+    assert ray_address("auto", inputs) == "auto" and ray_address(None, inputs) is None and len(inputs) == 2

@@ -109,11 +109,9 @@ def _parse_sweep(text: str | None) -> list[int]:
 
 def _check(args) -> None:
     if args.ray is not None:
-        from ..distributed import is_address
+        from ..distributed import ray_address
 
-        if not is_address(args.ray):  # argparse took the first input for --ray's address
-            args.inputs.insert(0, args.ray)
-            args.ray = "local"
+        args.ray = ray_address(args.ray, args.inputs)
     if not args.inputs:
         raise _Usage("no input files given")
     if args.ray is not None and not args.jsonl:
@@ -125,18 +123,10 @@ def _check(args) -> None:
             raise _Usage(f"{extra[0]} needs every record in memory; with --jsonl the rows are in the JSONL file")
     if args.sweep and args.text_field:
         raise _Usage("--sweep measures whole files, not the documents of --text-field")
-    if args.workers is not None and args.workers < 1:
-        raise _Usage("--workers must be a positive number")
-    if args.context < 1:
-        raise _Usage("--context must be a positive number")
-    if args.batch is not None and args.batch < 1:
-        raise _Usage("--batch must be a positive number")
-    if args.sample_bytes is not None and args.sample_bytes < 1:
-        raise _Usage("--sample-bytes must be a positive number")
-    if args.repeats < 1:
-        raise _Usage("--repeats must be a positive number")
-    if args.threads is not None and args.threads < 1:
-        raise _Usage("--threads must be a positive number")
+    for option in ("workers", "context", "batch", "sample_bytes", "repeats", "threads"):
+        value = getattr(args, option)
+        if value is not None and value < 1:
+            raise _Usage(f"--{option.replace('_', '-')} must be a positive number")
 
 
 # ---------------------------------------------------------------------------------------------
