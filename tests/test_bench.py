@@ -152,6 +152,29 @@ def test_environment():
     json.dumps(env)
 
 
+def test_git_revision_is_dirty_for_code_not_for_results(tmp_path):
+    """A bench run writes bench/results/: the next run of a series still names clean code clean."""
+    import subprocess
+
+    from llmzip.measure.bench import _git_revision
+
+    def git(*args: str) -> None:
+        subprocess.run(["git", "-C", str(tmp_path), *args], check=True, capture_output=True)
+
+    (tmp_path / "bench" / "results").mkdir(parents=True)
+    (tmp_path / "code.py").write_text("x = 1\n")
+    (tmp_path / "bench" / "results" / "run.json").write_text("{}\n")
+    git("init", "-q")
+    git("add", ".")
+    git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "-m", "first")
+    clean = _git_revision(tmp_path / "bench")
+    assert clean is not None and len(clean) == 12 and not clean.endswith("+dirty")
+    (tmp_path / "bench" / "results" / "run.json").write_text('{"new": 1}\n')
+    assert _git_revision(tmp_path / "bench") == clean
+    (tmp_path / "code.py").write_text("x = 2\n")
+    assert _git_revision(tmp_path / "bench") == clean + "+dirty"
+
+
 def test_cli_writes_json_csv_and_plots(tmp_path, llama_dir, gpt2_dir, capsys):
     from llmzip.cli import main
 

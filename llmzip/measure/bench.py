@@ -206,18 +206,21 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
-def _git_revision() -> str | None:
-    """The source checkout's commit (with "+dirty" for uncommitted changes), when it is one."""
+def _git_revision(here: Path | None = None) -> str | None:
+    """The source checkout's commit (with "+dirty" for uncommitted changes), when it is one.
+
+    Benchmark results (bench/results/) do not count: a run writes there, so the next run of a
+    series would otherwise call clean code dirty."""
     import subprocess
 
-    here = Path(__file__).resolve().parent
+    here = here or Path(__file__).resolve().parent
     try:
         rev = subprocess.run(["git", "-C", str(here), "rev-parse", "--short=12", "HEAD"], capture_output=True,
                              text=True, timeout=5)
         if rev.returncode != 0:
             return None
-        dirty = subprocess.run(["git", "-C", str(here), "status", "--porcelain", "--untracked-files=no"],
-                               capture_output=True, text=True, timeout=5)
+        dirty = subprocess.run(["git", "-C", str(here), "status", "--porcelain", "--untracked-files=no", "--", ":/",
+                                ":(top,exclude)bench/results"], capture_output=True, text=True, timeout=5)
         return rev.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
     except (OSError, subprocess.SubprocessError):
         return None
