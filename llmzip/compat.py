@@ -51,6 +51,11 @@ def check_header(header: Header, m: LoadedModel) -> None:
     if header.software and header.engine != PORTABLE_ENGINE and header.software != software_versions():
         log.warning("file written with %s, decoding with %s: if decoding fails, use those versions",
                     header.software, software_versions())
+    # The encoder refuses these too: a file that asks for more is corrupted or hostile, and would
+    # otherwise index past the position table or allocate batch x vocabulary logits.
+    limit = getattr(m.config, "max_position_embeddings", None)
+    if limit and header.context > int(limit):
+        raise FormatError(f"corrupted file: context {header.context} exceeds this model's {limit} positions")
     if header.engine == PORTABLE_ENGINE:
         _check_portable(header, m)
         return
@@ -73,13 +78,9 @@ def check_header(header: Header, m: LoadedModel) -> None:
         raise UnsupportedParameterError(
             f"this file was coded with engine {header.engine!r}, unknown to this llmzip: upgrade llmzip")
     pick_engine(header.engine, m.model, m.device)  # refuses an engine this model or device cannot run
-    # The encoder refuses these too: a file that asks for more is corrupted or hostile, and
-    # would otherwise index past the position table or allocate batch x vocabulary logits.
-    limit = getattr(m.config, "max_position_embeddings", None)
-    if limit and header.context > int(limit):
-        raise FormatError(f"corrupted file: context {header.context} exceeds this model's {limit} positions")
     if header.batch > MAX_BATCH:
         raise FormatError(f"corrupted file: batch {header.batch} is above the limit {MAX_BATCH}")
+
 
 def _check_portable(header: Header, m: LoadedModel) -> None:
     """A portable file binds no device, dtype, thread count or batch: only what decides its integers."""
@@ -92,8 +93,5 @@ def _check_portable(header: Header, m: LoadedModel) -> None:
     if header.quantizer != INTEGER_QUANTIZER or header.attention != PORTABLE_ATTENTION:
         raise FormatError(f"corrupted file: a portable file names quantizer {header.quantizer!r} "
                           f"and attention {header.attention!r}")
-    limit = getattr(m.config, "max_position_embeddings", None)
-    if limit and header.context > int(limit):
-        raise FormatError(f"corrupted file: context {header.context} exceeds this model's {limit} positions")
     if header.windows_per_stream() > MAX_BATCH:
         raise FormatError(f"corrupted file: {header.windows_per_stream()} windows per stream is above {MAX_BATCH}")
