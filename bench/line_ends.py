@@ -84,7 +84,8 @@ def main(argv: list[str] | None = None) -> int:
         row["gain_percent"] = 100 * (1 - row["filtered"]["bytes"] / row["kept"]["bytes"])
         rows.append(row)
         print(f"{path.name:16s} {len(data)} bytes, {row['crlf']} CRLF of {row['lf']} LF, "
-              f"{row['soft_breaks']} soft breaks ({row['joined_breaks']} joined, {row['kept_breaks']} kept as LF): kept {row['kept']['bits_per_byte']:.4f} "
+              f"{row['soft_breaks']} soft breaks ({row['joined_breaks']} joined, {row['kept_breaks']} kept as LF): "
+              f"kept {row['kept']['bits_per_byte']:.4f} "
               f"({row['kept']['tokens']} tokens), line ends {row['line_ends']['bits_per_byte']:.4f} "
               f"({row['line_ends']['tokens']}), both {row['filtered']['bits_per_byte']:.4f} "
               f"({row['filtered']['tokens']}), {row['gain_percent']:+.2f}%", flush=True)

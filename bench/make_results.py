@@ -716,8 +716,8 @@ def _soft_breaks(row: dict) -> str:
 
 
 def _line_filters_table(rows: list[dict]) -> str:
-    return table(["file", "bytes", "CRLF / LF", "soft breaks (joined / kept as LF)", "kept bits/byte (tokens)", "line ends (tokens)",
-                  "both (tokens)", "wrap record", "line ends gain", "reflow gain", "total gain",
+    return table(["file", "bytes", "CRLF / LF", "soft breaks (joined / kept as LF)", "kept bits/byte (tokens)",
+                  "line ends (tokens)", "both (tokens)", "wrap record", "line ends gain", "reflow gain", "total gain",
                   "compress tok/s (kept / both)"],
                  [[row["file"], f"{row['bytes']:,}", f"{row['crlf']:,} / {row['lf']:,}", _soft_breaks(row),
                    f"{f(row['kept']['bits_per_byte'], '.4f')} ({row['kept']['tokens']:,})",

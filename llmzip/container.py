@@ -795,9 +795,9 @@ class StreamReader:
         tag = self._read_exact(1, "the block list")[0]
         if tag == END_TAG:
             total_len = self._read_varint("the trailer", MAX_TOTAL_BYTES)
-            total_crc = int.from_bytes(self._read_exact(4, "the trailer"), "little")
-            self._finish(len(Trailer(total_len, total_crc).to_bytes()))
-            self.trailer = Trailer(total_len, total_crc)
+            trailer = Trailer(total_len, int.from_bytes(self._read_exact(4, "the trailer"), "little"))
+            self._finish(len(trailer.to_bytes()))
+            self.trailer = trailer
             return None
         if tag != BLOCK_TAG:
             raise FormatError(f"corrupted file: unknown block tag {tag}")
